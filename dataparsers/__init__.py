@@ -1,0 +1,1 @@
+"""Dataparsers for EPIC-Diff scenes and own videos (import nothing from the trainer)."""

@@ -1,0 +1,1 @@
+"""divff-nerfstudio: NeuralDiff + DIV-FF as a nerfstudio plugin."""

@@ -1,0 +1,175 @@
+"""Write a generated kitchen clip as an EPIC-Diff scene, plus ground truth EPIC-Diff does not have.
+
+EPIC-Diff layout (what the dataparser reads): meta.json, frames/, annotations/ (dynamic masks of
+the test frames), object_annotations/te.json (VIA-2 polygons with object labels). Our extras live
+in gt/: per test frame an npz with z-depth and a label map (0 static, 1..K object ids, 255 actor),
+and scene.json with the objects, their words and where they are at every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+from rich.progress import Progress
+
+from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, Intrinsics, KitchenClip, render_frame
+
+
+@dataclass
+class SceneConfig:
+    """What scene to generate. Every field is a command-line flag of scripts/make_scene.py."""
+
+    seed: int = 0
+    """Random seed: the same seed gives the same scene, byte for byte."""
+    frames: int = 120
+    """Number of frames written (sparse video frames)."""
+    width: int = 228
+    """Frame width in pixels (EPIC-Diff: 228)."""
+    height: int = 128
+    """Frame height in pixels (EPIC-Diff: 128)."""
+    objects: int = 4
+    """Number of objects that get carried around (1-8)."""
+    hfov_deg: float = 75.0
+    """Horizontal field of view of the head-mounted camera."""
+    pixel_aspect: float = 1.02
+    """fy / fx: slightly non-square pixels, so code that assumes fx == fy is caught."""
+    supersample: int = 2
+    """Rays per pixel along each axis for colour (anti-aliasing)."""
+    first_id: int = 100
+    """Frame id of the first frame (ids are sparse, like EPIC-Diff's video frame numbers)."""
+    id_stride: int = 4
+    """Video frames between two written frames."""
+    image_format: Literal["bmp", "png", "jpg"] = "bmp"
+    """Image file format of frames/ and annotations/."""
+
+    def intrinsics(self) -> Intrinsics:
+        fx = self.width / 2 / np.tan(np.radians(self.hfov_deg) / 2)
+        return Intrinsics(fx, fx * self.pixel_aspect, self.width / 2, self.height / 2, self.width, self.height)
+
+
+def split_indices(n: int) -> Dict[str, List[int]]:
+    """Held-out frames spread over the clip: every 10th frame for test, every 10th (offset) for val."""
+    test = [k for k in range(n) if k % 10 == 4]
+    val = [k for k in range(n) if k % 10 == 9]
+    train = [k for k in range(n) if k % 10 not in (4, 9)]
+    return {"train": train, "val": val, "test": test}
+
+
+def mask_polygons(mask: np.ndarray) -> List[np.ndarray]:
+    """Outline polygons (M, 2) in pixel coordinates of every connected region of a binary mask."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c[:, 0, :] for c in contours if len(c) >= 3]
+
+
+def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
+    """Render the clip and write it. Built in a temporary folder and moved into place at the end, so
+    an interrupted run never leaves a half-written scene behind."""
+    out = Path(out)
+    if cfg.frames < 10:
+        raise ValueError(f"--frames must be at least 10 to have test and val frames, got {cfg.frames}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    clip = KitchenClip(cfg.seed, cfg.frames, cfg.objects)
+    intr = cfg.intrinsics()
+    splits = split_indices(cfg.frames)
+    ids = [cfg.first_id + k * cfg.id_stride for k in range(cfg.frames)]
+    names = [f"IMG_{frame_id:010d}.{cfg.image_format}" for frame_id in ids]
+    test = set(splits["test"])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for sub in ("frames", "annotations", "object_annotations", "gt"):
+            (tmp / sub).mkdir()
+        nears: Dict[str, float] = {}
+        fars: Dict[str, float] = {}
+        via: Dict[str, dict] = {}
+        with Progress() as progress:
+            task = progress.add_task(f"rendering {out.name}", total=cfg.frames)
+            for k, (frame_id, name) in enumerate(zip(ids, names)):
+                render = render_frame(clip, k, intr, cfg.supersample, labels=k in test)
+                rgb8 = np.round(render.rgb * 255).astype(np.uint8)
+                Image.fromarray(rgb8).save(tmp / "frames" / name)
+                nears[str(frame_id)] = float(np.quantile(render.depth, 0.001))
+                fars[str(frame_id)] = float(np.quantile(render.depth, 0.999))
+                if k in test:
+                    _write_test_frame(tmp, name, render.labels, render.depth, clip, via)
+                progress.advance(task)
+        (tmp / "object_annotations" / "te.json").write_text(json.dumps(via, indent=1))
+        meta = {
+            "ids_all": ids,
+            "ids_train": [ids[k] for k in splits["train"]],
+            "ids_val": [ids[k] for k in splits["val"]],
+            "ids_test": [ids[k] for k in splits["test"]],
+            "images": {str(i): n for i, n in zip(ids, names)},
+            "poses": {str(i): np.round(clip.c2w[k], 8).tolist() for k, i in enumerate(ids)},
+            "nears": nears,
+            "fars": fars,
+            "intrinsics": intr.K.tolist(),
+            "image_w": cfg.width,
+            "image_h": cfg.height,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "gt" / "scene.json").write_text(json.dumps(_scene_truth(clip, cfg, ids), indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_test_frame(root: Path, name: str, labels: np.ndarray, depth: np.ndarray, clip: KitchenClip, via: dict) -> None:
+    dynamic = labels > 0
+    Image.fromarray((dynamic * 255).astype(np.uint8)).save(root / "annotations" / name)
+    np.savez_compressed(root / "gt" / f"{Path(name).stem}.npz", depth=depth.astype(np.float32), labels=labels)
+    regions = []
+    for obj in clip.objects:
+        for poly in mask_polygons(labels == obj.object_id):
+            regions.append(
+                {
+                    "shape_attributes": {
+                        "name": "polygon",
+                        "all_points_x": poly[:, 0].tolist(),
+                        "all_points_y": poly[:, 1].tolist(),
+                    },
+                    "region_attributes": {"label": obj.label},
+                }
+            )
+    size = (root / "frames" / name).stat().st_size
+    via[f"{name}{size}"] = {"filename": name, "size": size, "regions": regions, "file_attributes": {}}
+
+
+def _scene_truth(clip: KitchenClip, cfg: SceneConfig, ids: List[int]) -> dict:
+    """Everything a test may want to check against: objects with their words and per-frame placement."""
+    return {
+        "config": asdict(cfg),
+        "actor_label": ACTOR_ID,
+        "objects": [
+            {
+                "id": obj.object_id,
+                "label": obj.label,
+                "colour": obj.colour,
+                "shape": obj.shape,
+                "size": obj.size,
+                "half_height": obj.half_height,
+                "bound_radius": obj.bound_radius,
+                "positions": {str(i): np.round(obj.positions[k], 6).tolist() for k, i in enumerate(ids)},
+                "yaws": {str(i): round(float(obj.yaws[k]), 6) for k, i in enumerate(ids)},
+            }
+            for obj in clip.objects
+        ],
+        "events": [
+            {**asdict(e), "frames": [ids[int(round(f * (cfg.frames - 1)))] for f in (e.start, e.pick, e.place, e.end)]}
+            for e in clip.events
+        ],
+    }
