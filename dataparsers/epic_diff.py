@@ -4,7 +4,8 @@ Beyond cameras and images, every split carries what the triple-stream method and
 need, per image in `metadata`:
 - `frame_ids` (the file's sparse ids) and `frame_index` (dense 0..N-1 over ids_all, the index of
   the per-frame latent code; also `Cameras.times` = index / (N-1) and `Cameras.metadata`, so every
-  ray knows its frame);
+  ray knows its frame), and each camera's rotation in `Cameras.metadata['camera_rotation']` (so
+  every ray can be expressed in its own camera frame);
 - `nears` / `fars` in nerfstudio's (scaled) units, as z-depths like EPIC-Diff's;
 - `dynamic_mask_filenames` (annotations/, test frames) and `object_labels` (VIA polygons).
 These are never nerfstudio's `mask_filenames`: those would hide the dynamic pixels from training.
@@ -106,7 +107,7 @@ class EpicDiff(DataParser):
             height=height,
             camera_type=CameraType.PERSPECTIVE,
             times=times,
-            metadata={"frame_index": frame_index},
+            metadata={"frame_index": frame_index, "camera_rotation": poses[:, :, :3].reshape(-1, 9)},
         )
         masks = check_mask_sizes(scene, ids)
         labels = load_object_labels(scene)

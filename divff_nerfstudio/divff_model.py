@@ -1,0 +1,228 @@
+"""The divff model: NeuralDiff's static / objects / actor decomposition with a CPU-friendly backbone.
+
+Outputs per ray: composite `rgb`, each stream alone (`rgb_static`, `rgb_objects`, `rgb_actor`,
+rendered with its own transmittance, for viewing), each stream's share of the composite
+(`accumulation_static/objects/actor`), `depth`, `beta` and `dynamic_mask` (objects + actor share:
+NeuralDiff's foreground score). Loss: beta-weighted colour loss, log beta, density sparsity of the
+dynamic streams, nerfstudio's interlevel (proposal) loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torchmetrics.functional import structural_similarity_index_measure
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.model_components.losses import interlevel_loss
+from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, UniformSampler
+from nerfstudio.model_components.scene_colliders import NearFarCollider
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+
+from divff_nerfstudio.compositing import composite_weights, render_stream
+from divff_nerfstudio.divff_field import DivffField, DivffFieldHeadNames as H
+from divff_nerfstudio.proposal_field import WorldAndCameraProposal
+
+STREAMS = ("static", "objects", "actor")
+
+
+@dataclass
+class DivffModelConfig(ModelConfig):
+    """Triple-stream model; defaults are sized for training on a CPU."""
+
+    _target: Type = field(default_factory=lambda: DivffModel)
+    near_plane: Optional[float] = None
+    """Ray start; None: 0.9 x the smallest per-frame near of the dataset."""
+    far_plane: Optional[float] = None
+    """Ray end; None: 1.05 x the largest per-frame far of the dataset."""
+    actor_extent: Optional[float] = None
+    """Half-size of the camera-frame box the actor lives in; None: 0.6 x the median far."""
+    num_proposal_samples: int = 64
+    """Samples per ray of the proposal network."""
+    num_nerf_samples: int = 32
+    """Samples per ray of the three streams."""
+    proposal_update_every: int = 5
+    """Update the proposal network every N steps once warmed up."""
+    proposal_warmup: int = 500
+    """Steps over which proposal updates slow down from every step to every N steps."""
+    proposal_weights_anneal_slope: float = 10.0
+    proposal_weights_anneal_max_num_iters: int = 500
+    static_levels: int = 12
+    static_log2_hashmap_size: int = 17
+    static_max_res: int = 512
+    transient_levels: int = 8
+    transient_log2_hashmap_size: int = 15
+    transient_max_res: int = 256
+    hidden_dim: int = 64
+    appearance_dim: int = 8
+    temporal_code_dim: int = 17
+    """Size of z(t), the temporal code of the object and actor streams (reference: 17)."""
+    temporal_frequencies: int = 8
+    """sin/cos frequencies of the temporal code."""
+    beta_min: float = 0.03
+    """Smallest colour uncertainty (NeuralDiff: 0.03)."""
+    dynamic_density_weight: float = 0.01
+    """Weight of the mean object + actor density (sparsity: prefer the static stream)."""
+    interlevel_loss_mult: float = 1.0
+    use_average_appearance_embedding: bool = True
+
+
+class DivffModel(Model):
+    config: DivffModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        meta = self.kwargs.get("metadata", {})
+        nears, fars = meta.get("nears"), meta.get("fars")
+        num_frames = int(meta.get("num_frames", self.num_train_data))
+        near = self.config.near_plane if self.config.near_plane is not None else 0.9 * float(nears.min()) if nears is not None else 0.05
+        far = self.config.far_plane if self.config.far_plane is not None else 1.05 * float(fars.max()) if fars is not None else 2.0
+        median_far = float(fars.median()) if fars is not None else far
+        actor_extent = self.config.actor_extent if self.config.actor_extent is not None else 0.6 * median_far
+        aabb = self.scene_box.aabb.float()
+
+        self.field = DivffField(
+            aabb,
+            actor_extent,
+            num_images=self.num_train_data,
+            num_frames=num_frames,
+            static_levels=self.config.static_levels,
+            static_log2_size=self.config.static_log2_hashmap_size,
+            static_max_res=self.config.static_max_res,
+            transient_levels=self.config.transient_levels,
+            transient_log2_size=self.config.transient_log2_hashmap_size,
+            transient_max_res=self.config.transient_max_res,
+            hidden_dim=self.config.hidden_dim,
+            appearance_dim=self.config.appearance_dim,
+            temporal_code_dim=self.config.temporal_code_dim,
+            temporal_frequencies=self.config.temporal_frequencies,
+            use_average_appearance_embedding=self.config.use_average_appearance_embedding,
+        )
+        self.proposal = WorldAndCameraProposal(aabb, actor_extent)
+        self.collider = NearFarCollider(near_plane=near, far_plane=far)
+
+        def update_schedule(step: int) -> int:
+            return int(np.clip(np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]), 1, self.config.proposal_update_every))
+
+        self.proposal_sampler = ProposalNetworkSampler(
+            num_proposal_samples_per_ray=(self.config.num_proposal_samples,),
+            num_nerf_samples_per_ray=self.config.num_nerf_samples,
+            num_proposal_network_iterations=1,
+            single_jitter=True,
+            update_sched=update_schedule,
+            initial_sampler=UniformSampler(single_jitter=True),
+        )
+        # imported here, as nerfacto does, so compat.install() has wrapped LPIPS by now
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = structural_similarity_index_measure
+        self.lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
+        self.step = 0
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        return {"proposal_networks": list(self.proposal.parameters()), "fields": list(self.field.parameters())}
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def set_anneal(step: int) -> None:
+            self.step = step
+            frac = np.clip(step / self.config.proposal_weights_anneal_max_num_iters, 0, 1)
+            b = self.config.proposal_weights_anneal_slope
+            self.proposal_sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
+
+        return [
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_anneal, update_every_num_iters=1),
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.proposal_sampler.step_cb, update_every_num_iters=1),
+        ]
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        ray_samples, weights_list, ray_samples_list = self.proposal_sampler(
+            ray_bundle, density_fns=[self.proposal.density_fn(ray_bundle)]
+        )
+        out = self.field(ray_samples)
+        densities = {
+            "static": out[H.STATIC_DENSITY],
+            "objects": out[H.OBJECT_DENSITY],
+            "actor": out[H.ACTOR_DENSITY],
+        }
+        colours = {"static": out[H.STATIC_RGB], "objects": out[H.OBJECT_RGB], "actor": out[H.ACTOR_RGB]}
+        weights, stream_weights = composite_weights(densities, ray_samples.deltas)
+        outputs: Dict[str, Tensor] = {
+            "rgb": sum(render_stream(stream_weights[k], colours[k]) for k in STREAMS),
+            "accumulation": weights.sum(dim=-2),
+            "depth": render_stream(weights, (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2)
+            / (weights.sum(dim=-2) + 1e-10),
+        }
+        for k in STREAMS:
+            outputs[f"accumulation_{k}"] = stream_weights[k].sum(dim=-2)
+            solo = ray_samples.get_weights(densities[k])
+            outputs[f"rgb_{k}"] = render_stream(solo, colours[k])
+        outputs["dynamic_mask"] = (outputs["accumulation_objects"] + outputs["accumulation_actor"]).clamp(0, 1)
+        outputs["beta"] = (
+            render_stream(stream_weights["objects"], out[H.OBJECT_BETA])
+            + render_stream(stream_weights["actor"], out[H.ACTOR_BETA])
+            + self.config.beta_min
+        )
+        if self.training:
+            weights_list.append(weights)
+            ray_samples_list.append(ray_samples)
+            outputs["weights_list"] = weights_list
+            outputs["ray_samples_list"] = ray_samples_list
+            outputs["mean_dynamic_density"] = (densities["objects"].mean() + densities["actor"].mean())[None]
+        return outputs
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        image = batch["image"].to(self.device)
+        return {"psnr": self.psnr(outputs["rgb"], image), "mean_beta": outputs["beta"].mean()}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        image = batch["image"].to(self.device)
+        beta = outputs["beta"]
+        loss = {
+            "rgb_loss": ((outputs["rgb"] - image) ** 2 / (2 * beta**2)).mean(),
+            "beta_loss": torch.log(beta).mean(),
+        }
+        if self.training:
+            loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
+            loss["interlevel_loss"] = self.config.interlevel_loss_mult * interlevel_loss(
+                outputs["weights_list"], outputs["ray_samples_list"]
+            )
+        return loss
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+        """Render a camera that may not come from the dataset (viewer, camera paths): its rays get
+        the camera orientation the actor stream needs, and time 0 when the camera has none."""
+        if camera.metadata is None or "camera_rotation" not in camera.metadata:
+            rotation = camera.camera_to_worlds[..., :3, :3].reshape(*camera.shape, 9)
+            camera.metadata = {**(camera.metadata or {}), "camera_rotation": rotation}
+        if camera.times is None:
+            camera.times = torch.zeros(*camera.shape, 1, device=camera.device)
+        return super().get_outputs_for_camera(camera, obb_box=obb_box)
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        gt = batch["image"].to(self.device)[..., :3]
+        pred = outputs["rgb"]
+        gt_chw, pred_chw = torch.moveaxis(gt, -1, 0)[None], torch.moveaxis(pred, -1, 0)[None]
+        metrics = {
+            "psnr": float(self.psnr(gt_chw, pred_chw)),
+            "ssim": float(self.ssim(gt_chw, pred_chw)),
+            "lpips": float(self.lpips(gt_chw, pred_chw)),
+        }
+        mask = colormaps.apply_colormap(outputs["dynamic_mask"])
+        streams = torch.cat([outputs["rgb_static"], outputs["rgb_objects"], outputs["rgb_actor"]], dim=1)
+        images = {"img": torch.cat([gt, pred], dim=1), "streams": streams, "dynamic_mask": mask}
+        images["depth"] = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        return metrics, images

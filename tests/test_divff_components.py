@@ -1,0 +1,112 @@
+"""Unit tests of the triple-stream pieces: compositing, camera-frame coordinates, temporal code."""
+
+import math
+
+import pytest
+import torch
+
+from divff_nerfstudio.compositing import composite_weights, render_stream
+from divff_nerfstudio.divff_field import TemporalCode, camera_frame_positions
+
+
+def plain_volume_rendering(density: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Textbook weights, written independently: w_i = (1 - exp(-s_i d_i)) * prod_{j<i} exp(-s_j d_j)."""
+    weights = torch.zeros_like(density)
+    for r in range(density.shape[0]):
+        transmittance = 1.0
+        for i in range(density.shape[1]):
+            alpha = 1 - math.exp(-float(density[r, i, 0] * deltas[r, i, 0]))
+            weights[r, i, 0] = alpha * transmittance
+            transmittance *= 1 - alpha
+    return weights
+
+
+@pytest.fixture
+def samples():
+    torch.manual_seed(0)
+    shape = (5, 12, 1)
+    return {k: torch.rand(shape) * 4 for k in ("static", "objects", "actor")}, torch.rand(shape) * 0.2
+
+
+def test_one_stream_is_plain_volume_rendering(samples):
+    densities, deltas = samples
+    weights, streams = composite_weights({"static": densities["static"]}, deltas)
+    expected = plain_volume_rendering(densities["static"], deltas)
+    torch.testing.assert_close(weights, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(streams["static"], expected, atol=1e-6, rtol=1e-5)
+
+
+def test_stream_weights_sum_to_total_of_summed_density(samples):
+    densities, deltas = samples
+    weights, streams = composite_weights(densities, deltas)
+    torch.testing.assert_close(sum(streams.values()), weights, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, plain_volume_rendering(sum(densities.values()), deltas), atol=1e-6, rtol=1e-5)
+
+
+def test_shares_follow_density_ratio(samples):
+    densities, deltas = samples
+    equal = {"a": densities["static"], "b": densities["static"].clone()}
+    _, streams = composite_weights(equal, deltas)
+    torch.testing.assert_close(streams["a"], streams["b"])
+    empty = {"a": densities["static"], "b": torch.zeros_like(densities["static"])}
+    _, streams = composite_weights(empty, deltas)
+    assert streams["b"].abs().max() == 0
+
+
+def test_render_stream_weights_colours():
+    weights = torch.tensor([[[0.25], [0.5], [0.0]]])
+    colours = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]])
+    torch.testing.assert_close(render_stream(weights, colours), torch.tensor([[0.25, 0.5, 0.0]]))
+
+
+def random_rotation(generator: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator))
+    q = q * torch.sign(torch.diagonal(r))
+    return q if torch.det(q) > 0 else -q
+
+
+def test_point_fixed_in_camera_frame_has_same_actor_coordinate_in_every_frame():
+    g = torch.Generator().manual_seed(1)
+    in_camera = torch.tensor([0.1, -0.15, -0.35])
+    frames = 30
+    rotations = torch.stack([random_rotation(g) for _ in range(frames)])
+    origins = torch.randn(frames, 3, generator=g)
+    world = (rotations @ in_camera) + origins  # the hand moves with the head
+    recovered = camera_frame_positions(world, origins, rotations.reshape(frames, 9))
+    torch.testing.assert_close(recovered, in_camera.expand(frames, 3), atol=1e-5, rtol=1e-5)
+    static_world = world[0].expand(frames, 3)  # a point fixed in the room does move in the camera frame
+    assert camera_frame_positions(static_world, origins, rotations.reshape(frames, 9)).std(0).max() > 0.1
+
+
+def test_temporal_code_is_smooth_and_below_nyquist():
+    torch.manual_seed(0)
+    frames = 120
+    code = TemporalCode(frames, out_dim=17, num_frequencies=8, frames_per_period=6.0)
+    cycles_per_frame = code.frequencies.max().item() / (2 * math.pi) / (frames - 1)
+    assert cycles_per_frame <= 1 / 6 * 1.01
+    t = torch.linspace(0, 1, 2001)[:, None]
+    z = code(t)
+    step = (z[1:] - z[:-1]).norm(dim=-1)
+    assert step.max() < 0.05 * (z.max(0).values - z.min(0).values).norm()
+    # a held-out frame halfway between two training frames gets a code between theirs
+    a, b = torch.tensor([[40 / 119]]), torch.tensor([[41 / 119]])
+    mid = code((a + b) / 2)
+    assert (mid - (code(a) + code(b)) / 2).norm() < 0.2 * (code(a) - code(b)).norm() + 1e-6
+
+
+def test_fast_hash_encoding_matches_nerfstudio_values_and_gradients():
+    from nerfstudio.field_components.encodings import HashEncoding
+
+    from divff_nerfstudio.hash_encoding import FastHashEncoding
+
+    torch.manual_seed(0)
+    reference = HashEncoding(6, 16, 128, 12, 2, implementation="torch")
+    fast = FastHashEncoding(6, 16, 128, 12, 2)
+    fast.hash_table.data.copy_(reference.hash_table.data)
+    x = torch.rand(500, 3)
+    target = torch.randn(500, 12)
+    out_ref, out_fast = reference(x), fast(x)
+    torch.testing.assert_close(out_fast, out_ref)
+    (out_ref * target).sum().backward()
+    (out_fast * target).sum().backward()
+    torch.testing.assert_close(fast.hash_table.grad, reference.hash_table.grad)
