@@ -36,15 +36,29 @@ from divff_nerfstudio.proposal_field import WorldAndCameraProposal
 STREAMS = ("static", "objects", "actor")
 
 
+class ZDepthCollider(NearFarCollider):
+    """Near/far planes given as z-depths (EPIC-Diff's convention), turned into distances along each
+    ray: an off-axis ray reaches the far plane later than the optical axis does. With distances
+    cut at the axis value, image corners lose the far wall and a stream fakes it nearer."""
+
+    def set_nears_and_fars(self, ray_bundle: RayBundle) -> RayBundle:
+        ray_bundle = super().set_nears_and_fars(ray_bundle)
+        norm = ray_bundle.metadata.get("directions_norm") if ray_bundle.metadata else None
+        if norm is not None:
+            ray_bundle.nears = ray_bundle.nears * norm
+            ray_bundle.fars = ray_bundle.fars * norm
+        return ray_bundle
+
+
 @dataclass
 class DivffModelConfig(ModelConfig):
     """Triple-stream model; defaults are sized for training on a CPU."""
 
     _target: Type = field(default_factory=lambda: DivffModel)
     near_plane: Optional[float] = None
-    """Ray start; None: 0.9 x the smallest per-frame near of the dataset."""
+    """Near plane (z-depth); None: 0.9 x the smallest per-frame near of the dataset."""
     far_plane: Optional[float] = None
-    """Ray end; None: 1.05 x the largest per-frame far of the dataset."""
+    """Far plane (z-depth); None: 1.05 x the largest per-frame far of the dataset."""
     actor_extent: Optional[float] = None
     """Half-size of the camera-frame box the actor lives in; None: 0.6 x the median far."""
     num_proposal_samples: int = 64
@@ -109,7 +123,7 @@ class DivffModel(Model):
             use_average_appearance_embedding=self.config.use_average_appearance_embedding,
         )
         self.proposal = WorldAndCameraProposal(aabb, actor_extent)
-        self.collider = NearFarCollider(near_plane=near, far_plane=far)
+        self.collider = ZDepthCollider(near_plane=near, far_plane=far)
 
         def update_schedule(step: int) -> int:
             return int(np.clip(np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]), 1, self.config.proposal_update_every))

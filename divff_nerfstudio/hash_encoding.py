@@ -1,13 +1,19 @@
-"""A faster pure-torch multi-resolution hash encoding for CPUs (same table layout as nerfstudio's).
+"""A fast multi-resolution hash encoding for CPUs (same table layout as nerfstudio's).
 
-nerfstudio's torch fallback hashes the 8 cell corners one by one (8 gathers, 8 hash passes, a
-modulo). Here all corners of all levels are hashed in one pass, the table size being a power of
-two turns the modulo into a mask, and one `embedding` gather fetches everything. Parameters,
+On the CPU, a small C++ kernel (hash_grid_cpu.cpp, compiled once by torch's extension loader and
+cached) does forward and backward with every point-level pair in registers. Where it cannot be
+built (no compiler) or the tensors live on a GPU, a vectorised torch version runs instead:
+nerfstudio's torch fallback hashes the 8 cell corners one by one; here all corners of all levels
+are hashed in one pass and the power-of-two table size turns the modulo into a mask. Parameters,
 initialisation and `get_out_dim` come from nerfstudio's `HashEncoding`, so configs and
 checkpoints look the same.
 """
 
 from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 from jaxtyping import Float
@@ -16,6 +22,29 @@ from torch import Tensor
 from nerfstudio.field_components.encodings import HashEncoding
 
 _PRIMES = (1, 2654435761, 805459861)
+_KERNEL_SOURCE = Path(__file__).with_name("hash_grid_cpu.cpp")
+_kernel: Optional[Any] = None
+_kernel_failed = False
+
+
+def cpu_kernel() -> Optional[Any]:
+    """The compiled CPU kernel, built on first use; None (with one warning) if it cannot be built."""
+    global _kernel, _kernel_failed
+    if _kernel is None and not _kernel_failed:
+        try:
+            from torch.utils.cpp_extension import load
+
+            _kernel = load(
+                name="divff_hash_grid_cpu",
+                sources=[str(_KERNEL_SOURCE)],
+                extra_cflags=["-O3", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                verbose=False,
+            )
+        except Exception as err:  # no compiler or headers: the torch version still works
+            _kernel_failed = True
+            warnings.warn(f"hash grid CPU kernel unavailable ({err}); using the slower torch version")
+    return _kernel
 
 
 class FastHashEncoding(HashEncoding):
@@ -42,7 +71,20 @@ class FastHashEncoding(HashEncoding):
         self.register_buffer("level_scales", self.scalings.view(-1, 1).float().clone(), persistent=False)
         self.mask = self.hash_table_size - 1
 
+    use_kernel: bool = True
+    """Use the compiled CPU kernel when the inputs are on the CPU (tests switch it off to compare)."""
+
     def pytorch_fwd(self, in_tensor: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs output_dim"]:
+        if self.use_kernel and in_tensor.device.type == "cpu" and in_tensor.dtype == torch.float32:
+            kernel = cpu_kernel()
+            if kernel is not None:
+                x = in_tensor.reshape(-1, 3).contiguous()
+                scales = self.level_scales.view(-1).contiguous()
+                out = _KernelHashGrid.apply(self.hash_table, x, scales, self.hash_table_size, kernel)
+                return out.reshape(*in_tensor.shape[:-1], -1)
+        return self.torch_fwd(in_tensor)
+
+    def torch_fwd(self, in_tensor: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs output_dim"]:
         batch = in_tensor.shape[:-1]
         x = in_tensor.reshape(-1, 1, 3) * self.level_scales  # (n, L, 3)
         cell = torch.floor(x)
@@ -81,3 +123,19 @@ class _InterpolateCorners(torch.autograd.Function):
         grad_table = torch.zeros(rows * width, dtype=grad_out.dtype, device=grad_out.device)
         grad_table.scatter_add_(0, flat_index, contributions.reshape(-1))
         return grad_table.view(rows, width), None, None
+
+
+class _KernelHashGrid(torch.autograd.Function):
+    """The C++ kernel as an autograd function (gradient for the table; positions need none)."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, x: Tensor, scales: Tensor, table_size: int, kernel: Any) -> Tensor:
+        ctx.save_for_backward(x, scales)
+        ctx.table_size, ctx.rows, ctx.kernel = table_size, table.shape[0], kernel
+        return kernel.forward(x, table.contiguous(), scales, table_size)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, scales = ctx.saved_tensors
+        grad_table = ctx.kernel.backward(grad_out.contiguous(), x, scales, ctx.table_size, ctx.rows)
+        return grad_table, None, None, None, None

@@ -92,7 +92,8 @@ def main(
         while trained < mark * 60:
             trained += train_steps(trainer, step, chunk)
             step += chunk
-        result = evaluate_pipeline(trainer.pipeline).summary()
+        images = output_dir / "evaluation" if mark == minutes[-1] else None  # images of the last checkpoint
+        result = evaluate_pipeline(trainer.pipeline, images).summary()
         rows.append({"minutes": trained / 60, "steps": step, "rays_per_s": step * rays / trained, **result})
         CONSOLE.print(f"after {trained / 60:.1f} min ({step} steps): {result}")
 

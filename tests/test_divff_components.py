@@ -101,12 +101,42 @@ def test_fast_hash_encoding_matches_nerfstudio_values_and_gradients():
 
     torch.manual_seed(0)
     reference = HashEncoding(6, 16, 128, 12, 2, implementation="torch")
-    fast = FastHashEncoding(6, 16, 128, 12, 2)
-    fast.hash_table.data.copy_(reference.hash_table.data)
-    x = torch.rand(500, 3)
+    x = torch.rand(500, 3) * 1.2 - 0.1  # a few points outside the unit cube too
     target = torch.randn(500, 12)
-    out_ref, out_fast = reference(x), fast(x)
-    torch.testing.assert_close(out_fast, out_ref)
+    out_ref = reference(x)
     (out_ref * target).sum().backward()
-    (out_fast * target).sum().backward()
-    torch.testing.assert_close(fast.hash_table.grad, reference.hash_table.grad)
+    for use_kernel in (True, False):  # the C++ CPU kernel and the vectorised torch version
+        fast = FastHashEncoding(6, 16, 128, 12, 2)
+        fast.use_kernel = use_kernel
+        fast.hash_table.data.copy_(reference.hash_table.data)
+        inside = ((x >= 0) & (x <= 1)).all(-1)
+        out_fast = fast(x)
+        torch.testing.assert_close(out_fast[inside], out_ref[inside])
+        (out_fast * target * inside[:, None]).sum().backward()
+        reference.zero_grad()
+        (reference(x) * target * inside[:, None]).sum().backward()
+        torch.testing.assert_close(fast.hash_table.grad, reference.hash_table.grad)
+
+
+def test_cpu_hash_kernel_builds_here():
+    from divff_nerfstudio.hash_encoding import cpu_kernel
+
+    assert cpu_kernel() is not None, "the C++ hash grid kernel should compile on this machine"
+
+
+def test_near_far_are_z_depths_so_off_axis_rays_reach_further():
+    from nerfstudio.cameras.rays import RayBundle
+
+    from divff_nerfstudio.divff_model import ZDepthCollider
+
+    bundle = RayBundle(
+        origins=torch.zeros(2, 3),
+        directions=torch.tensor([[0.0, 0.0, -1.0], [0.6, 0.0, -0.8]]),
+        pixel_area=torch.ones(2, 1),
+        metadata={"directions_norm": torch.tensor([[1.0], [1.25]])},
+    )
+    collider = ZDepthCollider(near_plane=0.1, far_plane=2.0)
+    collider.train()
+    out = collider(bundle)
+    torch.testing.assert_close(out.fars, torch.tensor([[2.0], [2.5]]))  # both end on the plane z = -2
+    torch.testing.assert_close(out.nears, torch.tensor([[0.1], [0.125]]))

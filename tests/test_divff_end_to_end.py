@@ -83,6 +83,23 @@ def test_ns_render_loads_the_checkpoint(trained, tmp_path):
     assert len(rendered) == 2 * 3, rendered
 
 
+def test_ns_render_of_new_cameras_without_frame_metadata(trained, tmp_path):
+    """Interpolated cameras carry no times or rotations: the model supplies them (time 0)."""
+    video = tmp_path / "path.mp4"
+    run(
+        str(BIN / "ns-render"), "interpolate",
+        "--load-config", str(trained),
+        "--interpolation-steps", "2",
+        "--rendered-output-names", "rgb_actor",
+        "--output-path", str(video),
+        cwd=trained.parents[3],
+    )  # fmt: skip
+    import mediapy
+
+    frames = mediapy.read_video(video)
+    assert frames.shape[1:3] == (64, 96) and len(frames) >= 2
+
+
 def test_nerfacto_trains_through_the_dataparser_offline(small_scene, tmp_path):
     run(
         str(BIN / "ns-train"), "nerfacto",
