@@ -142,14 +142,12 @@ class DivffModel(Model):
         self.psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.ssim = structural_similarity_index_measure
         self.lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
-        self.step = 0
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"proposal_networks": list(self.proposal.parameters()), "fields": list(self.field.parameters())}
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def set_anneal(step: int) -> None:
-            self.step = step
             frac = np.clip(step / self.config.proposal_weights_anneal_max_num_iters, 0, 1)
             b = self.config.proposal_weights_anneal_slope
             self.proposal_sampler.set_anneal(b * frac / ((b - 1) * frac + 1))

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from divff_nerfstudio.divff_config import divff_method
 from divff_nerfstudio.evaluation import evaluate_pipeline
+from divff_nerfstudio.hash_encoding import cpu_kernel
 from divff_nerfstudio.synthetic import SceneConfig, write_scene
 from dataparsers.epic_diff import EpicDiffDataParserConfig
 from nerfstudio.configs.method_configs import method_configs
@@ -83,6 +84,7 @@ def main(
         output_dir: Where runs and bench_train.json go.
     """
     torch.set_num_threads(threads)
+    cpu_kernel()  # build (or load) the hash-grid kernel now, so its compile time is not training time
     if not (scene / "meta.json").is_file():
         write_scene(scene, SceneConfig(seed=0, frames=120))
     trainer = build_trainer(divff_method.config, scene, rays, output_dir, max_steps=10**6)

@@ -115,6 +115,7 @@ class MoveEvent:
     place: float
     end: float
     hand: str  # "left" or "right"
+    destination: Tuple[float, float]  # x, y on the counter where the object is put down
 
 
 def make_object_geometry(shape: str, size: float) -> Tuple[Callable, float, float]:
@@ -335,28 +336,29 @@ class KitchenClip:
             w2c_rot = self.c2w[frame, :, :3].T
             cam_x = w2c_rot[0] @ (obj.positions[frame] - self.c2w[frame, :, 3])
             hand = "right" if cam_x >= 0 else "left"
-            events.append(MoveEvent(obj.object_id, start, start + 0.25 * length, start + 0.75 * length, start + length, hand))
             a = obj.positions[0, :2]
             others = [t for t in taken if not np.allclose(t, a)]
-            while True:
+            for _ in range(100):
                 b = self._free_spots(1, others)[0]
                 if np.linalg.norm(b - a) > 0.18:
                     break
+            else:
+                raise RuntimeError("no free spot far enough from where the object rests")
             taken = others + [b]
-            obj.destination = b  # consumed by _move_objects
+            span = (start, start + 0.25 * length, start + 0.75 * length, start + length)
+            events.append(MoveEvent(obj.object_id, *span, hand, (float(b[0]), float(b[1]))))
         return events
 
     def _move_objects(self) -> None:
         for event in self.events:
             obj = self.objects[event.object_id - 1]
             a = obj.positions[0].copy()
-            b = np.array([*obj.destination, a[2]])
+            b = np.array([*event.destination, a[2]])
             u = np.clip((self.s - event.pick) / (event.place - event.pick), 0, 1)
             path = a + smoothstep(u)[:, None] * (b - a)
             path[:, 2] += 0.12 * np.sin(np.pi * u)
             obj.positions = path
             obj.yaws = obj.yaws + smoothstep(u) * float(self.rng.uniform(-1.2, 1.2))
-            del obj.destination
 
     def _hand_path(self) -> Dict[str, np.ndarray]:
         """Wrist positions in camera space: a rest pose with jitter, reaching out during events."""
