@@ -12,9 +12,10 @@ Object labels come in two layouts, both read when present:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -42,17 +43,24 @@ def mask_path(scene: EpicDiffScene, frame_id: int) -> Optional[Path]:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def load_mask(path: Path, image_size: Tuple[int, int], frame_id: Optional[int] = None) -> np.ndarray:
-    """Binary (H, W) bool mask: any non-zero value is dynamic (1-bit and 0/255 masks alike)."""
+@contextmanager
+def _open_mask(path: Path, image_size: Tuple[int, int], frame_id: Optional[int]) -> Iterator[Image.Image]:
+    """The mask image, checked to decode and to have its frame's size (from the header)."""
     try:
         with Image.open(path) as im:
             if im.size != tuple(image_size):
                 raise EpicDiffFormatError(
                     path, f"mask is {im.size[0]}x{im.size[1]} but its frame is {image_size[0]}x{image_size[1]}", frame_id
                 )
-            arr = np.asarray(im)
+            yield im
     except (UnidentifiedImageError, OSError) as err:
         raise EpicDiffFormatError(path, f"mask cannot be read ({err})", frame_id) from err
+
+
+def load_mask(path: Path, image_size: Tuple[int, int], frame_id: Optional[int] = None) -> np.ndarray:
+    """Binary (H, W) bool mask: any non-zero value is dynamic (1-bit and 0/255 masks alike)."""
+    with _open_mask(path, image_size, frame_id) as im:
+        arr = np.asarray(im)
     if arr.ndim == 3:
         arr = arr.any(axis=2)
     return arr != 0
@@ -64,17 +72,8 @@ def check_mask_sizes(scene: EpicDiffScene, frame_ids: List[int]) -> Dict[int, Op
     for frame_id in frame_ids:
         path = mask_path(scene, frame_id)
         if path is not None:
-            try:
-                with Image.open(path) as im:
-                    size = im.size
-            except (UnidentifiedImageError, OSError) as err:
-                raise EpicDiffFormatError(path, f"mask cannot be read ({err})", frame_id) from err
-            if size != tuple(scene.image_size):
-                raise EpicDiffFormatError(
-                    path,
-                    f"mask is {size[0]}x{size[1]} but its frame is {scene.image_size[0]}x{scene.image_size[1]}",
-                    frame_id,
-                )
+            with _open_mask(path, scene.image_size, frame_id):
+                pass
         out[frame_id] = path
     return out
 

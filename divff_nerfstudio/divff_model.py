@@ -99,10 +99,14 @@ class DivffModel(Model):
         meta = self.kwargs.get("metadata", {})
         nears, fars = meta.get("nears"), meta.get("fars")
         num_frames = int(meta.get("num_frames", self.num_train_data))
-        near = self.config.near_plane if self.config.near_plane is not None else 0.9 * float(nears.min()) if nears is not None else 0.05
-        far = self.config.far_plane if self.config.far_plane is not None else 1.05 * float(fars.max()) if fars is not None else 2.0
-        median_far = float(fars.median()) if fars is not None else far
-        actor_extent = self.config.actor_extent if self.config.actor_extent is not None else 0.6 * median_far
+        # Defaults come from the dataset's per-frame near/far (epic-diff metadata) when there are any.
+        near, far, actor_extent = self.config.near_plane, self.config.far_plane, self.config.actor_extent
+        if near is None:
+            near = 0.9 * float(nears.min()) if nears is not None else 0.05
+        if far is None:
+            far = 1.05 * float(fars.max()) if fars is not None else 2.0
+        if actor_extent is None:
+            actor_extent = 0.6 * (float(fars.median()) if fars is not None else far)
         aabb = self.scene_box.aabb.float()
 
         self.field = DivffField(
