@@ -1,13 +1,19 @@
-"""`ns-train divff`: the method specification registered with nerfstudio (and nothing else)."""
+"""`ns-train divff` and `ns-train divff-geometry`: the method specifications registered with nerfstudio.
+
+`divff` learns geometry and language (CLIP ViT-B-16 targets by default: needs the weights once,
+see clip_encoder.py); `divff-geometry` is NeuralDiff's decomposition alone: no targets to extract,
+no weights, every step a geometry step.
+"""
 
 from __future__ import annotations
 
+import copy
+
 from dataparsers.epic_diff import EpicDiffDataParserConfig
 from divff_nerfstudio import compat
+from divff_nerfstudio.divff_datamanager import DivffDataManagerConfig
 from divff_nerfstudio.divff_model import DivffModelConfig
-from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
@@ -26,11 +32,10 @@ divff_method = MethodSpecification(
         max_num_iterations=3000,
         mixed_precision=False,
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
+            datamanager=DivffDataManagerConfig(
                 dataparser=EpicDiffDataParserConfig(),
                 train_num_rays_per_batch=1024,
                 eval_num_rays_per_batch=1024,
-                camera_optimizer=CameraOptimizerConfig(mode="off"),
             ),
             model=DivffModelConfig(eval_num_rays_per_chunk=4096),
         ),
@@ -43,9 +48,23 @@ divff_method = MethodSpecification(
                 "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
                 "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-3, max_steps=3000),
             },
+            "language": {"optimizer": AdamOptimizerConfig(lr=5e-3, eps=1e-15), "scheduler": None},
         },
         viewer=ViewerConfig(num_rays_per_chunk=4096, websocket_host="127.0.0.1"),
         vis="viewer",
     ),
-    description="NeuralDiff/DIV-FF triple-stream field: static background, moving objects and actor",
+    description="DIV-FF: static background, moving objects and actor, each with CLIP and video-language features",
+)
+
+
+def _geometry_only():
+    config = copy.deepcopy(divff_method.config)
+    config.method_name = "divff-geometry"
+    config.pipeline.datamanager.language.enabled = False
+    return config
+
+
+divff_geometry_method = MethodSpecification(
+    config=_geometry_only(),
+    description="NeuralDiff triple-stream field: static background, moving objects and actor (no language)",
 )

@@ -8,8 +8,8 @@
 
 The reference feeds the static MLP trunk into the object stream; with hash grids a separate, smaller
 grid for objects is cheaper and keeps object gradients out of the static geometry.
-Everything runs with a pure-torch hash encoding (nerfstudio's, vectorised: hash_encoding.py), so no
-CUDA extension is needed.
+Hash grids run through hash_encoding.py (a C++ CPU kernel, nerfstudio's encoding elsewhere). Each
+stream also returns its input features, from which the language heads (language_heads.py) read.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class DivffFieldHeadNames(Enum):
     ACTOR_DENSITY = "actor_density"
     ACTOR_RGB = "actor_rgb"
     ACTOR_BETA = "actor_beta"
+    STATIC_FEATURES = "static_features"
+    OBJECT_FEATURES = "object_features"
+    ACTOR_FEATURES = "actor_features"
+    """Each stream's own input features (hash encoding, + temporal code): what language heads read."""
 
 
 def camera_frame_positions(
@@ -96,9 +100,14 @@ class TransientStream(nn.Module):
         self.grid = _grid(levels, log2_size, max_res)
         self.mlp = MLP(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, implementation="torch")
 
+    def get_out_dim(self) -> int:
+        return self.mlp.in_dim
+
     def forward(self, x: Float[Tensor, "n 3"], code: Float[Tensor, "n c"]) -> Dict[str, Float[Tensor, "n _"]]:
-        raw = self.mlp(torch.cat([self.grid(x), code], dim=-1))
+        features = torch.cat([self.grid(x), code], dim=-1)
+        raw = self.mlp(features)
         return {
+            "features": features,
             "density": trunc_exp(raw[:, :1] - 1.0) * inside_unit_cube(x),
             "rgb": torch.sigmoid(raw[:, 1:4]),
             "beta": nn.functional.softplus(raw[:, 4:5]),
@@ -152,13 +161,24 @@ class DivffField(Field):
 
     def static_density(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor]:
         """Static density and geometry features at world positions (also used for static exports)."""
+        density, geo, _ = self._static(positions)
+        return density, geo
+
+    def _static(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Density, geometry features and the grid encoding they come from."""
         x = normalise_in_box(positions, self.aabb).reshape(-1, 3)
-        h = self.static_mlp(self.static_grid(x))
+        encoding = self.static_grid(x)
+        h = self.static_mlp(encoding)
         density = trunc_exp(h[:, :1] - 1.0) * inside_unit_cube(x)
-        return density.reshape(*positions.shape[:-1], 1), h[:, 1:].reshape(*positions.shape[:-1], self.geo_feat_dim)
+        batch = positions.shape[:-1]
+        return density.reshape(*batch, 1), h[:, 1:].reshape(*batch, self.geo_feat_dim), encoding.reshape(*batch, -1)
 
     def get_density(self, ray_samples: RaySamples) -> Tuple[Tensor, Tensor]:
         return self.static_density(ray_samples.frustums.get_positions())
+
+    def feature_dims(self) -> Dict[str, int]:
+        """Sizes of STATIC/OBJECT/ACTOR_FEATURES, by stream."""
+        return {"static": self.static_grid.get_out_dim(), "objects": self.objects.get_out_dim(), "actor": self.actor.get_out_dim()}
 
     def _appearance(self, ray_samples: RaySamples, n: int) -> Tensor:
         if ray_samples.camera_indices is None:
@@ -199,11 +219,14 @@ class DivffField(Field):
             DivffFieldHeadNames.ACTOR_DENSITY: back(actor["density"]),
             DivffFieldHeadNames.ACTOR_RGB: back(actor["rgb"]),
             DivffFieldHeadNames.ACTOR_BETA: back(actor["beta"]),
+            DivffFieldHeadNames.OBJECT_FEATURES: back(objects["features"]),
+            DivffFieldHeadNames.ACTOR_FEATURES: back(actor["features"]),
         }
 
     def forward(self, ray_samples: RaySamples, compute_normals: bool = False) -> Dict[DivffFieldHeadNames, Tensor]:
         """All streams at every sample."""
-        static_density, geo = self.get_density(ray_samples)
+        static_density, geo, encoding = self._static(ray_samples.frustums.get_positions())
         outputs = self.get_outputs(ray_samples, density_embedding=geo)
         outputs[DivffFieldHeadNames.STATIC_DENSITY] = static_density
+        outputs[DivffFieldHeadNames.STATIC_FEATURES] = encoding
         return outputs

@@ -5,12 +5,17 @@ rendered with its own transmittance, for viewing), each stream's share of the co
 (`accumulation_static/objects/actor`), `depth`, `beta` and `dynamic_mask` (objects + actor share:
 NeuralDiff's foreground score). Loss: beta-weighted colour loss, log beta, density sparsity of the
 dynamic streams, nerfstudio's interlevel (proposal) loss.
+
+With language targets (DIV-FF), also unit CLIP and video embeddings per ray (`clip`, `video`) and
+per stream (`clip_static`, ...), trained with a Huber loss on a schedule: geometry only, then the
+language heads with geometry frozen (the geometry pass runs without gradients, which also makes
+those steps cheap), then both. A text query set with `set_query` adds relevancy maps to renders.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -28,12 +33,15 @@ from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, Uni
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from divff_nerfstudio.compositing import composite_weights, render_stream
 from divff_nerfstudio.divff_field import DivffField, DivffFieldHeadNames as H
+from divff_nerfstudio.language_heads import STREAMS, LanguageHeads, feature_loss
 from divff_nerfstudio.proposal_field import WorldAndCameraProposal
-
-STREAMS = ("static", "objects", "actor")
+from divff_nerfstudio.clip_encoder import ClipWeightsUnavailable
+from divff_nerfstudio.queries import QueryEncoder, QueryError, TextQuery, relevancy_maps
+from divff_nerfstudio.viewer_query import QueryPanel
 
 
 class ZDepthCollider(NearFarCollider):
@@ -89,6 +97,13 @@ class DivffModelConfig(ModelConfig):
     """Weight of the mean object + actor density (sparsity: prefer the static stream)."""
     interlevel_loss_mult: float = 1.0
     use_average_appearance_embedding: bool = True
+    geometry_steps: int = 2000
+    """Language stage 1: steps of geometry alone (no language heads evaluated)."""
+    feature_steps: int = 500
+    """Language stage 2: steps that train only the language heads, geometry frozen; then both."""
+    language_hidden_dim: int = 64
+    clip_loss_weight: float = 1.0
+    video_loss_weight: float = 1.0
 
 
 class DivffModel(Model):
@@ -128,6 +143,17 @@ class DivffModel(Model):
         )
         self.proposal = WorldAndCameraProposal(aabb, actor_extent)
         self.collider = ZDepthCollider(near_plane=near, far_plane=far)
+        language = meta.get("language")
+        self.language: Optional[LanguageHeads] = None
+        if language is not None:
+            dims = {"clip": language["clip_dim"], "video": language["video_dim"]}
+            self.language = LanguageHeads(self.field.feature_dims(), dims, self.config.language_hidden_dim)
+            self.query_encoder = QueryEncoder(language["clip"], language["video"])
+            self.query_panel = QueryPanel(self.apply_query_text)
+        self.query: Optional[TextQuery] = None
+        self.query_stream = "composite"
+        self.step = 0
+        self._last_render: Optional[Tuple[tuple, Dict[str, Tensor]]] = None
 
         def update_schedule(step: int) -> int:
             return int(np.clip(np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]), 1, self.config.proposal_update_every))
@@ -148,7 +174,47 @@ class DivffModel(Model):
         self.lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {"proposal_networks": list(self.proposal.parameters()), "fields": list(self.field.parameters())}
+        groups = {"proposal_networks": list(self.proposal.parameters()), "fields": list(self.field.parameters())}
+        if self.language is not None:
+            groups["language"] = list(self.language.parameters())
+        return groups
+
+    def stage(self) -> str:
+        """Which part of the schedule training is in: geometry, features (geometry frozen) or joint."""
+        if self.language is None or self.step < self.config.geometry_steps:
+            return "geometry"
+        return "features" if self.step < self.config.geometry_steps + self.config.feature_steps else "joint"
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+
+    def set_query(
+        self, positive: str, negatives: Optional[Sequence[str]] = None, kind: str = "clip", stream: str = "composite"
+    ) -> None:
+        """Renders from now on carry relevancy maps for this text (QueryError if it cannot be asked);
+        `relevancy` shows `stream`'s map ("composite" or a stream name)."""
+        if self.language is None:
+            raise QueryError("this model has no language heads (trained as divff-geometry)")
+        if stream not in ("composite", *STREAMS):
+            raise QueryError(f"unknown stream {stream!r}; use composite, {', '.join(STREAMS)}")
+        query = TextQuery.parse(positive, negatives, kind)
+        self.query_encoder.encode(query)  # load and check now, not in the middle of a render
+        self.query, self.query_stream = query, stream
+
+    def clear_query(self) -> None:
+        self.query = None
+
+    def apply_query_text(self, text: str, negatives: str, kind: str, stream: str) -> None:
+        """The viewer's query panel: blank text clears; a query that cannot be asked is reported and
+        cleared, never raised into the viewer."""
+        if not text.strip():
+            self.clear_query()
+            return
+        try:
+            self.set_query(text, negatives.split(","), kind, stream)
+        except (QueryError, ClipWeightsUnavailable) as err:
+            CONSOLE.print(f"[yellow]query not applied: {err}")
+            self.clear_query()
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def set_anneal(step: int) -> None:
@@ -157,11 +223,28 @@ class DivffModel(Model):
             self.proposal_sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
 
         return [
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.set_step, update_every_num_iters=1),
             TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_anneal, update_every_num_iters=1),
             TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.proposal_sampler.step_cb, update_every_num_iters=1),
         ]
 
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        stage = self.stage() if self.training else "joint"
+        with torch.set_grad_enabled(torch.is_grad_enabled() and stage != "features"):
+            outputs, out, stream_weights = self._render_geometry(ray_bundle)
+        if self.language is not None and stage != "geometry":
+            features = {"static": out[H.STATIC_FEATURES], "objects": out[H.OBJECT_FEATURES], "actor": out[H.ACTOR_FEATURES]}
+            # detached weights: language never bends geometry (as LERF)
+            hidden = self.language(features, {k: w.detach() for k, w in stream_weights.items()})
+            if self.training:
+                for kind in self.language.projections:
+                    outputs[kind] = self.language.embed(hidden, kind)["composite"]
+            else:
+                outputs.update({f"language_{k}": h for k, h in hidden.items()})
+                outputs["language_features"] = sum(hidden.values())  # shown by the viewer as PCA colours
+        return outputs
+
+    def _render_geometry(self, ray_bundle: RayBundle) -> Tuple[Dict[str, Tensor], Dict, Dict[str, Tensor]]:
         ray_samples, weights_list, ray_samples_list = self.proposal_sampler(
             ray_bundle, density_fns=[self.proposal.density_fn(ray_bundle)]
         )
@@ -195,7 +278,7 @@ class DivffModel(Model):
             outputs["weights_list"] = weights_list
             outputs["ray_samples_list"] = ray_samples_list
             outputs["mean_dynamic_density"] = (densities["objects"].mean() + densities["actor"].mean())[None]
-        return outputs
+        return outputs, out, stream_weights
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         image = batch["image"].to(self.device)
@@ -208,6 +291,9 @@ class DivffModel(Model):
             "rgb_loss": ((outputs["rgb"] - image) ** 2 / (2 * beta**2)).mean(),
             "beta_loss": torch.log(beta).mean(),
         }
+        for kind, weight in (("clip", self.config.clip_loss_weight), ("video", self.config.video_loss_weight)):
+            if kind in outputs and kind in batch:
+                loss[f"{kind}_loss"] = weight * feature_loss(outputs[kind], batch[kind].to(self.device))
         if self.training:
             loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
             loss["interlevel_loss"] = self.config.interlevel_loss_mult * interlevel_loss(
@@ -224,7 +310,20 @@ class DivffModel(Model):
             camera.metadata = {**(camera.metadata or {}), "camera_rotation": rotation}
         if camera.times is None:
             camera.times = torch.zeros(*camera.shape, 1, device=camera.device)
-        return super().get_outputs_for_camera(camera, obb_box=obb_box)
+        key = self._camera_key(camera) if obb_box is None else None
+        if key is not None and self._last_render is not None and self._last_render[0] == key:
+            outputs = dict(self._last_render[1])  # same view, same weights: only the query changed
+        else:
+            outputs = super().get_outputs_for_camera(camera, obb_box=obb_box)
+            self._last_render = (key, dict(outputs)) if key is not None else None
+        if self.query is not None:
+            outputs.update(relevancy_maps(outputs, self.query, self.query_encoder, self.language, self.query_stream))
+        return outputs
+
+    def _camera_key(self, camera: Cameras) -> tuple:
+        """Identifies a render: the camera's pose, intrinsics, size and time, and the training step."""
+        parts = (camera.camera_to_worlds, camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height, camera.times)
+        return (self.step, self.training, *(p.detach().cpu().numpy().tobytes() for p in parts if p is not None))
 
     def get_image_metrics_and_images(
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]

@@ -4,6 +4,7 @@ The foreground score of a pixel is the composite share of the object + actor str
 average precision of that score against the annotation mask (frames with an empty mask skipped),
 mAP = mean x 100. Where the generator's ground truth exists (gt/<frame>.npz), the object stream
 is also scored against the object mask and the actor stream against the actor mask.
+With language heads, object segmentation (language_evaluation.py) runs on the same renders.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.progress import Progress
 from sklearn.metrics import average_precision_score
 
 from dataparsers.annotations import load_mask
+from divff_nerfstudio.language_evaluation import ObjectSegmentationScore
 from nerfstudio.pipelines.base_pipeline import Pipeline
 
 ACTOR_LABEL = 255
@@ -53,6 +55,8 @@ class FrameResult:
 class EvaluationResult:
     scene: str
     frames: List[FrameResult] = field(default_factory=list)
+    segmentation: Optional[Dict[str, object]] = None
+    """Object segmentation by text query (mIoU, IoU per label), when the model has language heads."""
 
     def summary(self) -> Dict[str, Optional[float]]:
         def mean(values: List[Optional[float]], scale: float = 1.0) -> Optional[float]:
@@ -68,7 +72,10 @@ class EvaluationResult:
         }
 
     def to_json(self) -> dict:
-        return {"scene": self.scene, "summary": self.summary(), "frames": [f.__dict__ for f in self.frames]}
+        out = {"scene": self.scene, "summary": self.summary(), "frames": [f.__dict__ for f in self.frames]}
+        if self.segmentation is not None:
+            out["object_segmentation"] = self.segmentation
+        return out
 
 
 def _as_rgb(x: torch.Tensor) -> np.ndarray:
@@ -76,10 +83,11 @@ def _as_rgb(x: torch.Tensor) -> np.ndarray:
     return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x[..., :3]
 
 
-def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None) -> EvaluationResult:
+def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None, threshold: float = 0.7) -> EvaluationResult:
     """Render every frame of the pipeline's eval dataset and score it; with output_dir, write a
     side-by-side image per frame (GT | composite | static | objects | actor | mask | annotation),
-    an mp4 of them and results.json."""
+    an mp4 of them and results.json, and per frame and object label a relevancy image
+    (language/<frame>_<label>.png). `threshold`: relevancy above it is the object's mask."""
     dataset = pipeline.datamanager.eval_dataset
     meta = dataset.metadata
     scene_root = Path(dataset.image_filenames[0]).parent.parent
@@ -87,6 +95,8 @@ def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None) -> 
     panels: List[np.ndarray] = []
     model = pipeline.model
     model.eval()
+    segmentation = ObjectSegmentationScore(model.query_encoder, model.language, threshold) if getattr(model, "language", None) else None
+    labelled: List[tuple] = []
     with Progress() as progress:
         task = progress.add_task("evaluating", total=len(dataset))
         for i in range(len(dataset)):
@@ -106,14 +116,23 @@ def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None) -> 
                 frame.ap_objects = average_precision(outputs["accumulation_objects"][..., 0].cpu().numpy(), objects)
                 frame.ap_actor = average_precision(outputs["accumulation_actor"][..., 0].cpu().numpy(), labels == ACTOR_LABEL)
             result.frames.append(frame)
+            polygons = meta.get("object_labels", [[]] * len(dataset))[i]
+            if segmentation is not None and polygons:
+                labelled += [(frame.frame_id, label, image) for label, image in segmentation.add_frame(outputs, polygons, gt)]
             if output_dir is not None:
                 annotation = np.repeat(mask[..., None], 3, -1).astype(np.float32) if mask is not None else np.zeros_like(gt)
                 row = [gt, pred, _as_rgb(outputs["rgb_static"]), _as_rgb(outputs["rgb_objects"]), _as_rgb(outputs["rgb_actor"])]
                 row += [_as_rgb(outputs["dynamic_mask"]), annotation]
                 panels.append((np.concatenate(row, axis=1) * 255).round().astype(np.uint8))
             progress.advance(task)
+    if segmentation is not None:
+        result.segmentation = segmentation.summary()
     if output_dir is not None:
         _write_outputs(Path(output_dir), result, panels)
+        for frame_id, label, image in labelled:
+            (Path(output_dir) / "language").mkdir(exist_ok=True)
+            name = f"{frame_id:06d}_{label.replace(' ', '_')}.png"
+            Image.fromarray((image * 255).round().astype(np.uint8)).save(Path(output_dir) / "language" / name)
     return result
 
 

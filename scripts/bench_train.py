@@ -23,7 +23,7 @@ import tyro
 from rich.console import Console
 from rich.table import Table
 
-from divff_nerfstudio.divff_config import divff_method
+from divff_nerfstudio.divff_config import divff_geometry_method
 from divff_nerfstudio.evaluation import evaluate_pipeline
 from divff_nerfstudio.hash_encoding import cpu_kernel
 from divff_nerfstudio.synthetic import SceneConfig, write_scene
@@ -87,7 +87,7 @@ def main(
     cpu_kernel()  # build (or load) the hash-grid kernel now, so its compile time is not training time
     if not (scene / "meta.json").is_file():
         write_scene(scene, SceneConfig(seed=0, frames=120))
-    trainer = build_trainer(divff_method.config, scene, rays, output_dir, max_steps=10**6)
+    trainer = build_trainer(divff_geometry_method.config, scene, rays, output_dir, max_steps=10**6)
     rows: List[dict] = []
     trained, step, chunk = 0.0, 0, 20
     for mark in minutes:

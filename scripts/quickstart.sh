@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# From a fresh clone to a trained, evaluated scene: set up, generate a synthetic EPIC-Diff scene,
-# train divff on it (CPU), evaluate it. Re-running reuses the venv and the scene.
+# From a fresh clone to a trained, evaluated, queryable scene: set up, generate a synthetic EPIC-Diff
+# scene, train the test CLIP (its object labels held out), train divff on it (CPU), evaluate it
+# (mAP, PSNR, object segmentation by text) and render a text query. Re-running reuses the venv,
+# the scene, the test CLIP and the feature cache.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -9,12 +11,21 @@ source .venv/bin/activate
 
 scene=${SCENE:-data/EPIC-Diff/SYN_00}
 iterations=${ITERATIONS:-3000}
+query=${QUERY:-hand}
+clip=outputs/test_clip/divff_tiny_clip.pt
 if [ ! -f "$scene/meta.json" ]; then
   python scripts/make_scene.py "$scene" --seed 0 --frames 120
 fi
+if [ ! -f "$clip" ]; then
+  python scripts/train_test_clip.py --out "$clip" --hold-out-from "$scene"
+fi
 ns-train divff --data "$scene" --machine.device-type cpu --max-num-iterations "$iterations" \
+  --pipeline.datamanager.language.clip.model-name DivffTiny-CLIP \
+  --pipeline.datamanager.language.clip.pretrained "$clip" \
   --vis tensorboard --output-dir outputs --timestamp quickstart
-config="outputs/$(basename "$scene")/divff/quickstart/config.yml"
-python scripts/evaluate.py --load-config "$config"
-echo "Look at: outputs/$(basename "$scene")/divff/quickstart/evaluation/ (frames/*.png, summary.mp4)"
-echo "Live viewer: ns-viewer --load-config $config --viewer.websocket-host 127.0.0.1"
+run="outputs/$(basename "$scene")/divff/quickstart"
+python scripts/evaluate.py --load-config "$run/config.yml"
+divff-render dataset --load-config "$run/config.yml" --split test --query "$query" \
+  --rendered-output-names rgb relevancy relevancy_objects relevancy_actor --output-path "$run/query_$query"
+echo "Look at: $run/evaluation/ (frames/*.png, language/*.png, summary.mp4) and $run/query_$query/"
+echo "Live viewer (type a query under Custom Elements): ns-viewer --load-config $run/config.yml --viewer.websocket-host 127.0.0.1"

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from divff_nerfstudio.synthetic import SceneConfig, write_scene
+from divff_nerfstudio.test_clip import TestClipTraining, train_test_clip
 
 SMALL = SceneConfig(seed=3, frames=20, width=96, height=64, objects=3)
 
@@ -22,3 +23,14 @@ def scene_copy(small_scene, tmp_path) -> Path:
     dst = tmp_path / "data" / small_scene.name
     shutil.copytree(small_scene, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def test_clip(tmp_path_factory, small_scene) -> Path:
+    """The project's test CLIP, trained here (the small scene's object labels held out) and saved
+    as an open_clip checkpoint; its accuracy report lies next to it (<path>.json)."""
+    from divff_nerfstudio.test_clip import DEFAULT_HOLD_OUT, scene_labels
+
+    path = tmp_path_factory.mktemp("clip") / "divff_tiny_clip.pt"
+    train_test_clip(path, TestClipTraining(), sorted(set(DEFAULT_HOLD_OUT) | set(scene_labels(small_scene))))
+    return path

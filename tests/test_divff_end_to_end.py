@@ -1,5 +1,6 @@
-"""End to end through the real commands: ns-train divff on a tiny generated scene, evaluate.py,
-ns-render loading the checkpoint, and ns-train nerfacto through the epic-diff dataparser."""
+"""End to end through the real commands: ns-train divff-geometry (the decomposition without
+language) on a tiny generated scene, evaluate.py, ns-render loading the checkpoint, and ns-train
+nerfacto through the epic-diff dataparser."""
 
 import json
 import os
@@ -21,23 +22,28 @@ def run(*cmd: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def trained(small_scene, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
+def ns_train(method: str, scene: Path, out: Path, steps: int, *extra: str) -> Path:
+    """Train with ns-train on the CPU into out (run name "e2e"); returns the run's config.yml."""
     run(
-        str(BIN / "ns-train"), "divff",
-        "--data", str(small_scene),
+        str(BIN / "ns-train"), method,
+        "--data", str(scene),
         "--machine.device-type", "cpu",
-        "--max-num-iterations", "100",
-        "--steps-per-save", "100",
+        "--max-num-iterations", str(steps),
+        "--steps-per-save", str(steps),
         "--logging.steps-per-log", "5",
         "--pipeline.datamanager.train-num-rays-per-batch", "512",
         "--vis", "tensorboard",
         "--output-dir", str(out),
         "--timestamp", "e2e",
+        *extra,
         cwd=out,
     )  # fmt: skip
-    return out / small_scene.name / "divff" / "e2e" / "config.yml"
+    return out / scene.name / method / "e2e" / "config.yml"
+
+
+@pytest.fixture(scope="module")
+def trained(small_scene, tmp_path_factory) -> Path:
+    return ns_train("divff-geometry", small_scene, tmp_path_factory.mktemp("runs"), 100)
 
 
 def scalars(run_dir: Path, tag: str):

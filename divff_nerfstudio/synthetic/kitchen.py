@@ -10,7 +10,7 @@ OpenGL/nerfstudio convention (x right, y up, looking down -z).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -159,7 +159,8 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
 class KitchenClip:
     """The whole clip, decided from a seed: layout, objects, motion of camera, objects and hands."""
 
-    def __init__(self, seed: int, num_frames: int, num_objects: int = 4):
+    def __init__(self, seed: int, num_frames: int, num_objects: int = 4, exclude: Sequence[str] = ()):
+        """`exclude`: object labels ("red cube") never to use, e.g. combinations held out of a test CLIP."""
         if num_frames < 2:
             raise ValueError("a clip needs at least 2 frames")
         if not 1 <= num_objects <= 8:
@@ -169,7 +170,7 @@ class KitchenClip:
         self.s = np.linspace(0.0, 1.0, num_frames)
         self.noise = ValueNoise(self.rng)
         self.static_surfaces = self._build_static()
-        self.objects = self._choose_objects(num_objects)
+        self.objects = self._choose_objects(num_objects, set(exclude))
         self.camera_seed = int(self.rng.integers(2**31))
         self.events: List[MoveEvent] = []
         self.c2w = self._camera_path()  # (N, 3, 4), before events steer the gaze
@@ -258,9 +259,8 @@ class KitchenClip:
             Surface(upright_cylinder(0.9, 0.3, 0.11, 0.12), plain((0.25, 0.25, 0.27)), 0),
         ]
 
-    def _choose_objects(self, k: int) -> List[MovableObject]:
-        names = list(COLOURS)
-        combos = [(c, s) for c in names for s in SHAPES]
+    def _choose_objects(self, k: int, exclude: Set[str]) -> List[MovableObject]:
+        combos = [(c, s) for c in COLOURS for s in SHAPES if f"{c} {s}" not in exclude]
         picks = self.rng.choice(len(combos), size=k, replace=False)
         objects = []
         for i, pick in enumerate(picks):

@@ -1,0 +1,142 @@
+"""Captioned image crops from generated kitchen clips: the training data of the project's test CLIP.
+
+A crop shows one thing the language queries ask about (a dynamic object, the actor's hand/arm, or a
+piece of floor, counter, wall or cabinet) and carries the attribute words true of it. Captions are
+drawn from templates that name the full label ("a red cube") or a single attribute ("red", "a
+cube"), so a contrastive model learns colour and shape words separately and can compose them for
+combinations it never saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import FrozenSet, Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, COLOURS, COUNTER_TOP, SHAPES, Intrinsics, KitchenClip, render_frame
+
+OBJECT_TEMPLATES = ("a {c} {s}", "{c} {s}", "a photo of a {c} {s}", "the {c} {s} on the counter")
+COLOUR_TEMPLATES = ("{c}", "something {c}", "a {c} object")
+SHAPE_TEMPLATES = ("a {s}", "{s}", "a photo of a {s}")
+ACTOR_CAPTIONS = ("a hand", "hand", "an arm", "hands", "the person's hand", "a hand and arm")
+GENERIC_CAPTIONS = {"object": ("object", "an object", "things", "a thing"), "stuff": ("stuff", "texture", "background")}
+"""Vague words for any object / any background: relevancy's negatives (object, things, stuff,
+texture) must mean something, as they do for a real CLIP, or a query is compared with noise."""
+PLACE_CAPTIONS = {
+    "floor": ("floor", "the floor", "floor tiles"),
+    "counter": ("counter", "a wooden counter", "kitchen worktop"),
+    "wall": ("wall", "a kitchen wall", "wall tiles"),
+    "cabinet": ("cabinet", "a cabinet door", "kitchen cabinet"),
+}
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square crop (float RGB in [0, 1]) and the words true of it."""
+
+    image: np.ndarray  # (S, S, 3)
+    attributes: FrozenSet[str]  # e.g. {"red", "cube", "red cube", "object"}, {"hand"}, {"floor", "stuff"}
+    label: str  # the full name: "red cube", "hand", "floor"
+
+
+def caption_for(crop: Crop, rng: np.random.Generator, generic: float = 0.1) -> Tuple[str, FrozenSet[str]]:
+    """A random caption for the crop, and the attributes the caption asserts (a caption fits every
+    crop whose attributes include these); a vague one ("things", "stuff") with probability `generic`."""
+    vague = [g for g in GENERIC_CAPTIONS if g in crop.attributes]
+    if vague and rng.random() < generic:
+        return str(rng.choice(GENERIC_CAPTIONS[vague[0]])), frozenset(vague[:1])
+    if crop.label in PLACE_CAPTIONS:
+        return str(rng.choice(PLACE_CAPTIONS[crop.label])), frozenset({crop.label})
+    if crop.label == "hand":
+        return str(rng.choice(ACTOR_CAPTIONS)), frozenset({"hand"})
+    colour, shape = crop.label.split(" ")
+    kind = rng.random()
+    if kind < 0.5:
+        return str(rng.choice(OBJECT_TEMPLATES)).format(c=colour, s=shape), frozenset({crop.label})
+    if kind < 0.75:
+        return str(rng.choice(COLOUR_TEMPLATES)).format(c=colour), frozenset({colour})
+    return str(rng.choice(SHAPE_TEMPLATES)).format(s=shape), frozenset({shape})
+
+
+def all_object_labels() -> List[str]:
+    return [f"{c} {s}" for c in COLOURS for s in SHAPES]
+
+
+def _square(rgb: np.ndarray, cy: float, cx: float, side: int, size: int) -> np.ndarray:
+    """A square window of `side` pixels centred near (cy, cx), clamped into the image and resized
+    to size x size (nearest-area sampling: crops are tiny)."""
+    h, w = rgb.shape[:2]
+    side = int(min(max(side, 6), h, w))
+    y0 = int(np.clip(round(cy - side / 2), 0, h - side))
+    x0 = int(np.clip(round(cx - side / 2), 0, w - side))
+    window = rgb[y0 : y0 + side, x0 : x0 + side]
+    idx = (np.arange(size) + 0.5) * side / size
+    return window[idx.astype(int)][:, idx.astype(int)]
+
+
+def _place_of(point: np.ndarray) -> str:
+    """Which part of the kitchen a background world point is on (the generator's layout)."""
+    x, y, z = point
+    if z < 0.02:
+        return "floor"
+    if abs(z - COUNTER_TOP) < 0.02 and y > 0:
+        return "counter"
+    if z > 1.48 and y > 0.28:
+        return "cabinet"
+    return "wall"
+
+
+def frame_crops(
+    clip: KitchenClip, frame: int, intr: Intrinsics, rng: np.random.Generator, size: int = 32, per_thing: int = 3
+) -> Iterator[Crop]:
+    """Crops of one rendered frame: each visible object (several margins), the actor, background."""
+    render = render_frame(clip, frame, intr, supersample=1, labels=True)
+    rgb, ids, depth = render.rgb, render.labels, render.depth
+    h, w = ids.shape
+    for obj in clip.objects:
+        ys, xs = np.nonzero(ids == obj.object_id)
+        if len(ys) < 20:
+            continue
+        extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+        for _ in range(per_thing):
+            side = extent * rng.uniform(1.1, 1.8)
+            cy, cx = (ys.min() + ys.max()) / 2 + rng.normal(0, 1.5), (xs.min() + xs.max()) / 2 + rng.normal(0, 1.5)
+            yield Crop(_square(rgb, cy, cx, int(side), size), frozenset({obj.label, obj.colour, obj.shape, "object"}), obj.label)
+    actor = np.argwhere(ids == ACTOR_ID)
+    if len(actor) > 40:
+        for _ in range(per_thing):
+            cy, cx = actor[rng.integers(len(actor))]
+            yield Crop(_square(rgb, cy, cx, int(rng.uniform(16, 40)), size), frozenset({"hand"}), "hand")
+    c2w = clip.c2w[frame]
+    for _ in range(per_thing):
+        side = int(rng.uniform(16, 40))
+        cy, cx = rng.uniform(side / 2, h - side / 2), rng.uniform(side / 2, w - side / 2)
+        y0, x0 = int(cy - side / 2), int(cx - side / 2)
+        if (ids[y0 : y0 + side, x0 : x0 + side] != 0).mean() > 0.05:
+            continue
+        z = depth[int(cy), int(cx)]
+        ray = np.array([(cx - intr.cx) / intr.fx, -(cy - intr.cy) / intr.fy, -1.0]) * z
+        place = _place_of(c2w[:, :3] @ ray + c2w[:, 3])
+        yield Crop(_square(rgb, cy, cx, side, size), frozenset({place, "stuff"}), place)
+
+
+def generate_crops(
+    seeds: Sequence[int],
+    frames_per_clip: int,
+    exclude: Sequence[str] = (),
+    size: int = 32,
+    num_objects: int = 8,
+    intr: Intrinsics | None = None,
+) -> List[Crop]:
+    """Crops from clips with `num_objects` objects each (never an excluded label), a few frames per clip."""
+    from divff_nerfstudio.synthetic.epic_writer import SceneConfig
+
+    intr = intr or SceneConfig().intrinsics()
+    crops: List[Crop] = []
+    for seed in seeds:
+        rng = np.random.default_rng(10_000 + seed)
+        clip = KitchenClip(seed, num_frames=40, num_objects=num_objects, exclude=exclude)
+        for frame in rng.choice(40, size=frames_per_clip, replace=False):
+            crops.extend(frame_crops(clip, int(frame), intr, rng, size))
+    return crops

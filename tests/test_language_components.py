@@ -1,0 +1,133 @@
+"""Language pieces on hand-made inputs: relevancy math, query checks, per-stream compositing of
+features, target lookup, the patch pyramid and the feature cache's fingerprint."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from divff_nerfstudio.divff_datamanager import lookup_targets
+from divff_nerfstudio.feature_cache import FeatureCache, cached_grids
+from divff_nerfstudio.feature_targets import PatchPyramidConfig, pyramid_targets
+from divff_nerfstudio.language_heads import STREAMS, LanguageHeads, feature_loss, relevancy
+from divff_nerfstudio.queries import MAX_QUERY_CHARS, QueryError, TextQuery
+
+
+def unit(*v: float) -> torch.Tensor:
+    return nn.functional.normalize(torch.tensor(v, dtype=torch.float32), dim=-1)
+
+
+def test_relevancy_matches_lerf_formula():
+    f = torch.stack([unit(1, 0, 0), unit(0, 1, 0), unit(1, 1, 0)])
+    q = unit(1, 0, 0)
+    negs = torch.stack([unit(0, 1, 0), unit(0, 0, 1)])
+    rel = relevancy(f, q, negs)[:, 0]
+    for i in range(3):
+        pairs = [torch.softmax(10 * torch.stack([f[i] @ q, f[i] @ n]), 0)[0] for n in negs]
+        assert rel[i] == pytest.approx(float(min(pairs)), abs=1e-6)
+    assert rel[0] > 0.99  # the query itself
+    assert rel[1] < 0.01  # exactly a negative
+    # equal similarity to query and closest negative: 0.5
+    assert relevancy(unit(1, 1, 0)[None], q, negs[:1])[0, 0] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_query_parsing_refuses_empty_and_cuts_long_text():
+    for bad in ("", "   ", "\n\t"):
+        with pytest.raises(QueryError, match="empty"):
+            TextQuery.parse(bad)
+    with pytest.raises(QueryError, match="kind"):
+        TextQuery.parse("knife", kind="audio")
+    long = TextQuery.parse("knife " * 2000)
+    assert len(long.positive) <= MAX_QUERY_CHARS
+    assert TextQuery.parse("  couteau   à  pain ").positive == "couteau à pain"
+    assert TextQuery.parse("mug").negatives == ("object", "things", "stuff", "texture")
+    assert TextQuery.parse("mug", ["  ", "hands"]).negatives == ("hands",)
+
+
+def test_per_stream_features_composite_like_colour():
+    torch.manual_seed(0)
+    dims = {"static": 5, "objects": 6, "actor": 7}
+    heads = LanguageHeads(dims, {"clip": 4}, hidden_dim=8)
+    features = {k: torch.randn(3, 10, d) for k, d in dims.items()}
+    weights = {k: torch.rand(3, 10, 1) / 30 for k in STREAMS}
+    hidden = heads(features, weights)
+    emb = heads.embed(hidden, "clip")
+    proj = heads.projections["clip"]
+    # projecting the composited hidden feature == compositing projected samples (linear, bias-free)
+    for k in STREAMS:
+        per_sample = proj(heads.trunks[k](features[k]))
+        assert torch.allclose(emb[k], nn.functional.normalize((weights[k] * per_sample).sum(-2), dim=-1), atol=1e-5)
+    total = sum(proj(hidden[k]) for k in STREAMS)
+    assert torch.allclose(emb["composite"], nn.functional.normalize(total, dim=-1), atol=1e-6)
+    # a stream with zero weight contributes nothing to the composite
+    silent = {**weights, "actor": torch.zeros(3, 10, 1)}
+    emb2 = heads.embed(heads(features, silent), "clip")
+    two = proj(heads(features, silent)["static"]) + proj(heads(features, silent)["objects"])
+    assert torch.allclose(emb2["composite"], nn.functional.normalize(two, dim=-1), atol=1e-6)
+
+
+def test_feature_loss_ignores_rays_without_target():
+    pred = nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    target = pred.clone()
+    target[2:] = 0.0  # no target
+    assert float(feature_loss(pred, target)) == pytest.approx(0.0, abs=1e-7)
+    target[0] = -pred[0]
+    assert float(feature_loss(pred, target)) > 0
+    assert float(feature_loss(pred, torch.zeros_like(pred))) == 0.0
+
+
+def test_target_lookup_is_bilinear_between_cell_centres():
+    grids = torch.zeros(2, 2, 2, 1, dtype=torch.float16)
+    grids[1, :, 1] = 1.0  # right column of image 1
+    image_size = (4, 4)  # cells of 2x2 pixels, centres at pixel 1.0 and 3.0 (pixel centres at +0.5)
+    idx = torch.tensor([[1, 0, 0], [1, 0, 3], [1, 2, 1], [1, 2, 2], [0, 3, 3]])
+    out = lookup_targets(grids, idx, image_size)[:, 0]
+    assert out.tolist() == pytest.approx([0.0, 1.0, 0.25, 0.75, 0.0])
+
+
+def _mean_colour_encoder(crops: torch.Tensor) -> torch.Tensor:
+    """A stand-in image encoder: the crop's mean colour."""
+    return nn.functional.normalize(crops.mean(dim=(2, 3)), dim=-1)
+
+
+def test_patch_pyramid_grid_follows_image_content():
+    image = torch.zeros(3, 64, 96)
+    image[0, :, :48] = 1.0  # red left half
+    image[2, :, 48:] = 1.0  # blue right half
+    config = PatchPyramidConfig(patch_fractions=(0.2, 0.4), grid_stride=8)
+    grid = pyramid_targets(image, _mean_colour_encoder, config)
+    assert grid.shape == (8, 12, 3)
+    assert torch.allclose(grid.norm(dim=-1), torch.ones(8, 12), atol=1e-5)
+    assert grid[4, 0, 0] > 0.95 and grid[4, -1, 2] > 0.95  # far left red, far right blue
+    assert grid[4, 5, 0] > grid[4, 6, 0]  # red fades towards the border
+
+
+def test_feature_cache_reextracts_only_when_the_fingerprint_changes(tmp_path):
+    calls = []
+
+    def extract(i: int) -> torch.Tensor:
+        calls.append(i)
+        return torch.full((2, 3, 4), float(i))
+
+    keys = ["a", "b", "c"]
+    first = cached_grids(FeatureCache(tmp_path, "clip", {"setting": 1}), keys, (2, 3, 4), extract, "test")
+    assert calls == [0, 1, 2]
+    again = cached_grids(FeatureCache(tmp_path, "clip", {"setting": 1}), keys, (2, 3, 4), extract, "test")
+    assert calls == [0, 1, 2]  # same fingerprint: nothing extracted
+    assert torch.equal(first, again) and again.dtype == torch.float16
+    cached_grids(FeatureCache(tmp_path, "clip", {"setting": 2}), keys, (2, 3, 4), extract, "test")
+    assert calls == [0, 1, 2, 0, 1, 2]  # changed setting: everything again
+    # a truncated file and a zero-byte file are detected and extracted again, never loaded
+    cache = FeatureCache(tmp_path, "clip", {"setting": 1})
+    data = cache.path("b").read_bytes()
+    cache.path("b").write_bytes(data[: len(data) // 2])
+    cache.path("c").write_bytes(b"")
+    calls.clear()
+    out = cached_grids(cache, keys, (2, 3, 4), extract, "test")
+    assert calls == [1, 2]
+    assert torch.equal(out, first)
+    # a file of another shape (written by another setting under this name) is not loaded either
+    np.save(cache.path("a"), np.zeros((5,), dtype=np.float16))
+    calls.clear()
+    cached_grids(cache, keys, (2, 3, 4), extract, "test")
+    assert calls == [0]

@@ -1,0 +1,120 @@
+"""Language end to end: the test CLIP generalises to held-out combinations; ns-train divff with it
+extracts and caches targets, learns per-stream features, and a text query for an object's label
+lights that object up; evaluate.py scores object segmentation; divff-render renders relevancy."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_divff_end_to_end import BIN, REPO, ns_train, run
+
+STEPS = {"geometry": 80, "features": 60, "total": 200}
+
+
+def test_test_clip_generalises_to_held_out_combinations(test_clip):
+    report = json.loads(test_clip.with_name(test_clip.name + ".json").read_text())
+    assert report["held_out"]["crops"] > 50
+    assert report["seen"]["label"] > 0.3 and report["seen"]["shape"] > 0.3, report["seen"]
+    # colour words transfer to combinations never seen, and so does the full label, well above
+    # chance (colour 1/10, label 1/80); shape words alone do not yet (see the issue's report)
+    assert report["held_out"]["colour"] > 0.8, report["held_out"]
+    assert report["held_out"]["label"] > 0.1, report["held_out"]
+
+
+@pytest.fixture(scope="module")
+def trained(small_scene, test_clip, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lang_runs")
+    return ns_train(
+        "divff", small_scene, out, STEPS["total"],
+        "--pipeline.datamanager.language.clip.model-name", "DivffTiny-CLIP",
+        "--pipeline.datamanager.language.clip.pretrained", str(test_clip),
+        "--pipeline.datamanager.language.cache-dir", str(out / "cache"),
+        "--pipeline.model.geometry-steps", str(STEPS["geometry"]),
+        "--pipeline.model.feature-steps", str(STEPS["features"]),
+    )  # fmt: skip
+
+
+def test_targets_are_cached_per_kind(trained):
+    cache = trained.parents[3] / "cache"
+    for kind in ("clip", "video"):
+        (folder,) = cache.glob(f"{kind}-*")
+        assert len(list(folder.glob("*.npy"))) == 16, "one grid per training frame"
+        assert json.loads((folder / "manifest.json").read_text())
+
+
+def test_feature_loss_falls_after_geometry_stage(trained):
+    from test_divff_end_to_end import scalars
+
+    clip = scalars(trained.parent, "Train Loss Dict/clip_loss")
+    assert len(clip) >= 5, "language losses are logged once the feature stage starts"
+    assert np.mean(clip[-3:]) < np.mean(clip[:3]), clip
+
+
+def test_query_lights_up_the_object(trained, small_scene):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, _, _ = eval_setup(trained, test_mode="test")
+    model = pipeline.model
+    dataset = pipeline.datamanager.eval_dataset
+    truth = json.loads((small_scene / "gt" / "scene.json").read_text())
+    contrasts = []
+    for i in range(len(dataset)):
+        labels = np.load(small_scene / "gt" / f"{Path(dataset.image_filenames[i]).stem}.npz")["labels"]
+        for obj in truth["objects"]:
+            inside = labels == obj["id"]
+            if inside.sum() < 15:
+                continue
+            model.set_query(obj["label"])
+            outputs = model.get_outputs_for_camera(dataset.cameras[i : i + 1])
+            rel = outputs["relevancy"][..., 0].numpy()
+            contrasts.append(rel[inside].mean() - rel[~inside].mean())
+            for stream in ("composite", "static", "objects", "actor"):
+                assert outputs[f"relevancy_{stream}"].shape == (64, 96, 1)
+    assert contrasts, "some object is visible in the test frames"
+    assert np.mean(contrasts) > 0.05, contrasts
+
+
+def test_evaluate_scores_object_segmentation(trained, tmp_path):
+    run(sys.executable, str(REPO / "scripts" / "evaluate.py"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    seg = results["object_segmentation"]
+    assert seg["IoU"] and 0 <= seg["mIoU"] <= 100
+    assert sorted((tmp_path / "language").glob("*.png"))
+
+
+def test_divff_render_renders_relevancy_of_a_command_line_query(trained, tmp_path):
+    run(
+        str(BIN / "divff-render"), "dataset",
+        "--load-config", str(trained),
+        "--split", "test",
+        "--query", "hand",
+        "--rendered-output-names", "relevancy", "relevancy_actor",
+        "--output-path", str(tmp_path),
+        cwd=trained.parents[3],
+    )  # fmt: skip
+    rendered = sorted(p for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg"))
+    assert len(rendered) == 2 * 2, rendered
+
+
+def test_hostile_queries_get_a_message_not_a_crash(trained):
+    from divff_nerfstudio.queries import QueryError
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, _, _ = eval_setup(trained, test_mode="test")
+    model = pipeline.model
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    for bad in ("", "   "):
+        with pytest.raises(QueryError):
+            model.set_query(bad)
+    for odd in ("x" * 10_000, "couteau à pain 🔪", "刀"):
+        model.set_query(odd)
+        rel = model.get_outputs_for_camera(camera)["relevancy"]
+        assert torch.isfinite(rel).all()
+    model.apply_query_text("", "object", "clip", "composite")  # the viewer's blank box clears
+    assert model.query is None
+    model.apply_query_text("   ", "", "video", "objects")
+    assert model.query is None
