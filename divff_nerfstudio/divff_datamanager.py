@@ -1,8 +1,9 @@
 """Data manager of `divff`: nerfstudio's ray batches plus, per ray, its language targets.
 
 When training starts (test_mode "val") the image-language (CLIP pyramid) and video-language target
-grids of every training frame are loaded from the feature cache or extracted into it; each training
-batch then carries `clip` and `video` targets for its pixels, bilinearly read from the grids. The
+grids of every training frame (and DINO grids, if asked for) are loaded from the feature cache or
+extracted into it; each training batch then carries `clip`, `video` (and `dino`) targets for its
+pixels, bilinearly read from the grids. The
 model learns the size of the heads it needs from the train dataset's metadata (`language`), which
 needs no weights, so ns-viewer / ns-render / ns-eval never extract or download anything.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Dict, Literal, Optional, Tuple, Type, Union
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from divff_nerfstudio.clip_encoder import ClipEncoder, ClipEncoderConfig, register_project_models
+from divff_nerfstudio.dino_targets import DinoExtractor, DinoTargetsConfig
 from divff_nerfstudio.feature_cache import FeatureCache, cached_grids, file_digest
 from divff_nerfstudio.feature_targets import PatchPyramidConfig, pyramid_targets
 from divff_nerfstudio.video_targets import VideoExtractorConfig, VideoTargetExtractor
@@ -35,6 +38,7 @@ class LanguageTargetsConfig:
     clip: ClipEncoderConfig = field(default_factory=ClipEncoderConfig)
     video: VideoExtractorConfig = field(default_factory=VideoExtractorConfig)
     pyramid: PatchPyramidConfig = field(default_factory=PatchPyramidConfig)
+    dino: DinoTargetsConfig = field(default_factory=DinoTargetsConfig)
     cache_dir: Optional[Path] = None
     """Feature cache folder; None: <scene>/divff_cache."""
 
@@ -69,6 +73,7 @@ class DivffDataManager(VanillaDataManager):
     ):
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         self.targets: Dict[str, Tensor] = {}
+        self.cache_folders: Dict[str, Path] = {}
         language = self.config.language
         if not language.enabled:
             return
@@ -79,6 +84,7 @@ class DivffDataManager(VanillaDataManager):
             "video": video,
             "clip_dim": clip_dim,
             "video_dim": video.embed_dim(clip_dim),
+            "dino_dim": language.dino.pca_dim if language.dino.enabled else None,
         }
         if test_mode == "val":  # training: ns-train
             self.targets = self._load_targets(language, video)
@@ -106,6 +112,7 @@ class DivffDataManager(VanillaDataManager):
         clip_cache = FeatureCache(root, "clip", {"encoder": language.clip.identity(), "pyramid": language.pyramid.identity()})
         shape = (gh, gw, self.train_dataset.metadata["language"]["clip_dim"])
         clip = cached_grids(clip_cache, keys, shape, clip_targets, "CLIP targets")
+        self.cache_folders["clip"] = clip_cache.folder
 
         frame_index = [int(f) for f in dataset.metadata["frame_index"]]
         position = {f: i for i, f in enumerate(frame_index)}
@@ -117,7 +124,24 @@ class DivffDataManager(VanillaDataManager):
 
         video_cache = FeatureCache(root, "video", {"extractor": video.identity(), "clip": clip_cache.folder.name, "frames": frame_index})
         video_shape = (gh, gw, self.train_dataset.metadata["language"]["video_dim"])
-        return {"clip": clip, "video": cached_grids(video_cache, keys, video_shape, video_targets, "video targets")}
+        self.cache_folders["video"] = video_cache.folder
+        targets = {"clip": clip, "video": cached_grids(video_cache, keys, video_shape, video_targets, "video targets")}
+        if language.dino.enabled:
+            targets["dino"] = self._dino_targets(language, root, keys, (gh, gw))
+        return targets
+
+    def _dino_targets(self, language: LanguageTargetsConfig, root: Path, keys: List[str], grid: Tuple[int, int]) -> Tensor:
+        dataset = self.train_dataset
+        extractor = DinoExtractor(language.dino)
+        cache = FeatureCache(root, "dino", {"dino": language.dino.identity(), "grid": list(grid)})
+        picks = np.linspace(0, len(dataset) - 1, min(language.dino.pca_frames, len(dataset))).round().astype(int)
+        extractor.load_or_fit_basis(cache.folder, [dataset.get_image_float32(int(i))[..., :3].permute(2, 0, 1) for i in picks])
+        self.cache_folders["dino"] = cache.folder
+
+        def dino_targets(i: int) -> Tensor:
+            return extractor.extract(dataset.get_image_float32(i)[..., :3].permute(2, 0, 1), grid)
+
+        return cached_grids(cache, keys, (*grid, language.dino.pca_dim), dino_targets, "DINO targets")
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         ray_bundle, batch = super().next_train(step)

@@ -104,6 +104,8 @@ class DivffModelConfig(ModelConfig):
     language_hidden_dim: int = 64
     clip_loss_weight: float = 1.0
     video_loss_weight: float = 1.0
+    dino_loss_weight: float = 0.1
+    """Weight of the optional DINO head's MSE (--pipeline.datamanager.language.dino.enabled True)."""
 
 
 class DivffModel(Model):
@@ -147,6 +149,8 @@ class DivffModel(Model):
         self.language: Optional[LanguageHeads] = None
         if language is not None:
             dims = {"clip": language["clip_dim"], "video": language["video_dim"]}
+            if language.get("dino_dim"):
+                dims["dino"] = language["dino_dim"]
             self.language = LanguageHeads(self.field.feature_dims(), dims, self.config.language_hidden_dim)
             self.query_encoder = QueryEncoder(language["clip"], language["video"])
             self.query_panel = QueryPanel(self.apply_query_text)
@@ -237,11 +241,13 @@ class DivffModel(Model):
             # detached weights: language never bends geometry (as LERF)
             hidden = self.language(features, {k: w.detach() for k, w in stream_weights.items()})
             if self.training:
-                for kind in self.language.projections:
+                for kind in ("clip", "video"):
                     outputs[kind] = self.language.embed(hidden, kind)["composite"]
             else:
                 outputs.update({f"language_{k}": h for k, h in hidden.items()})
                 outputs["language_features"] = sum(hidden.values())  # shown by the viewer as PCA colours
+            if "dino" in self.language.projections:
+                outputs["dino"] = self.language.render(hidden, "dino")
         return outputs
 
     def _render_geometry(self, ray_bundle: RayBundle) -> Tuple[Dict[str, Tensor], Dict, Dict[str, Tensor]]:
@@ -294,6 +300,8 @@ class DivffModel(Model):
         for kind, weight in (("clip", self.config.clip_loss_weight), ("video", self.config.video_loss_weight)):
             if kind in outputs and kind in batch:
                 loss[f"{kind}_loss"] = weight * feature_loss(outputs[kind], batch[kind].to(self.device))
+        if self.training and "dino" in outputs and "dino" in batch:
+            loss["dino_loss"] = self.config.dino_loss_weight * ((outputs["dino"] - batch["dino"].to(self.device)) ** 2).mean()
         if self.training:
             loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
             loss["interlevel_loss"] = self.config.interlevel_loss_mult * interlevel_loss(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 from jaxtyping import Float
@@ -24,15 +24,25 @@ from torchvision.ops import roi_align
 class PatchPyramidConfig:
     """Crop scales and the target grid (fields are flags under --pipeline.targets)."""
 
-    patch_fractions: Tuple[float, ...] = (0.15, 0.3, 0.6)
-    """Crop side lengths as fractions of the image height."""
-    overlap: float = 0.5
+    patch_fractions: Tuple[float, ...] = (0.08, 0.16)
+    """Crop side lengths as fractions of the image height. Small: in EPIC-Diff's 228x128 frames
+    objects span 10-25 pixels, and averaging in larger crops smears them over the counter
+    (generated SYN_00, test CLIP, per-object IoU of the thresholded targets: 0.19 with
+    (0.15, 0.3, 0.6), 0.39 with these)."""
+    min_patch_pixels: float = 10.0
+    """Smallest crop side: below this a crop no longer shows a whole object, only colour."""
+    overlap: float = 0.25
     """Fraction by which neighbouring crops of one scale overlap."""
     grid_stride: int = 8
     """Pixels per cell of the stored target grid."""
 
     def identity(self) -> Dict[str, object]:
-        return {"patch_fractions": list(self.patch_fractions), "overlap": self.overlap, "grid_stride": self.grid_stride}
+        return {
+            "patch_fractions": list(self.patch_fractions),
+            "min_patch_pixels": self.min_patch_pixels,
+            "overlap": self.overlap,
+            "grid_stride": self.grid_stride,
+        }
 
     def grid_shape(self, height: int, width: int) -> Tuple[int, int]:
         return math.ceil(height / self.grid_stride), math.ceil(width / self.grid_stride)
@@ -47,7 +57,7 @@ def _centres(length: int, side: float, stride: float) -> Tensor:
 
 
 def pyramid_targets(
-    image: Float[Tensor, "3 h w"], encode: callable, config: PatchPyramidConfig
+    image: Float[Tensor, "3 h w"], encode: Callable[[Tensor], Tensor], config: PatchPyramidConfig
 ) -> Float[Tensor, "gh gw d"]:
     """The averaged multi-scale embedding at each cell of the target grid (unit length)."""
     _, h, w = image.shape
@@ -57,12 +67,13 @@ def pyramid_targets(
     cx = (torch.arange(gw) + 0.5) * w / gw
     total = None
     for fraction in config.patch_fractions:
-        side = max(fraction * h, 4.0)
+        side = max(fraction * h, config.min_patch_pixels)
         stride = side * (1 - config.overlap)
         ys, xs = _centres(h, side, stride), _centres(w, side, stride)
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         boxes = torch.stack([torch.zeros_like(xx), xx - side / 2, yy - side / 2, xx + side / 2, yy + side / 2], -1).reshape(-1, 5)
-        crops = roi_align(image[None].float(), boxes, output_size=(side_px := max(int(round(side)), 4), side_px), aligned=True)
+        side_px = max(int(round(side)), 4)  # crops keep their pixels; the encoder resizes them
+        crops = roi_align(image[None].float(), boxes, output_size=(side_px, side_px), aligned=True)
         emb = encode(crops).reshape(len(ys), len(xs), -1).cpu()  # (ny, nx, d)
         # resample the scale's crop grid (located at the crop centres) to the target cells
         gy = _to_unit(cy, ys)

@@ -42,6 +42,11 @@ class LanguageHeads(nn.Module):
         detached: language never bends geometry)."""
         return {k: render_stream(stream_weights[k], self.trunks[k](features[k])) for k in STREAMS}
 
+    def render(self, hidden: Mapping[str, Float[Tensor, "*bs h"]], kind: str) -> Float[Tensor, "*bs d"]:
+        """The composite feature of one kind as is (DINO targets are not unit vectors)."""
+        proj = self.projections[kind]
+        return sum(proj(hidden[k]) for k in STREAMS)
+
     def embed(self, hidden: Mapping[str, Float[Tensor, "*bs h"]], kind: str) -> Dict[str, Float[Tensor, "*bs d"]]:
         """Unit embeddings of one kind (clip, video): `composite` and one per stream."""
         proj = self.projections[kind]

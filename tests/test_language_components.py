@@ -131,3 +131,32 @@ def test_feature_cache_reextracts_only_when_the_fingerprint_changes(tmp_path):
     calls.clear()
     cached_grids(cache, keys, (2, 3, 4), extract, "test")
     assert calls == [0]
+
+
+@pytest.fixture(scope="module")
+def tiny_dino_checkpoint(tmp_path_factory):
+    """A randomly initialised small timm ViT saved as a local checkpoint (no DINO weights here)."""
+    import timm
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("dino") / "vit_tiny.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), path)
+    return path
+
+
+def test_dino_targets_share_one_stored_basis(tiny_dino_checkpoint, tmp_path):
+    from divff_nerfstudio.dino_targets import DinoExtractor, DinoTargetsConfig, DinoWeightsUnavailable
+
+    config = DinoTargetsConfig(enabled=True, model_name="vit_tiny_patch16_224", checkpoint=tiny_dino_checkpoint, pca_dim=8)
+    frames = [torch.rand(3, 64, 96) for _ in range(3)]
+    first = DinoExtractor(config)
+    first.load_or_fit_basis(tmp_path, frames)
+    assert (tmp_path / "pca.npz").is_file()
+    grid = first.extract(frames[0], (8, 12))
+    assert grid.shape == (8, 12, 8) and torch.isfinite(grid).all()
+    # a second extractor reads the stored basis (not refitted on other frames): same targets
+    second = DinoExtractor(config)
+    second.load_or_fit_basis(tmp_path, [torch.rand(3, 64, 96)])
+    assert torch.allclose(second.extract(frames[0], (8, 12)), grid, atol=1e-5)
+    with pytest.raises(DinoWeightsUnavailable, match="nowhere.pth: DINO checkpoint not found"):
+        DinoExtractor(DinoTargetsConfig(enabled=True, checkpoint=tmp_path / "nowhere.pth"))

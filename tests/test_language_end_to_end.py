@@ -27,7 +27,13 @@ def test_test_clip_generalises_to_held_out_combinations(test_clip):
 
 @pytest.fixture(scope="module")
 def trained(small_scene, test_clip, tmp_path_factory) -> Path:
+    """With the optional DINO head on (a small random timm ViT as its checkpoint: no DINO weights here)."""
+    import timm
+
     out = tmp_path_factory.mktemp("lang_runs")
+    torch.manual_seed(0)
+    dino = out / "vit_tiny.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), dino)
     return ns_train(
         "divff", small_scene, out, STEPS["total"],
         "--pipeline.datamanager.language.clip.model-name", "DivffTiny-CLIP",
@@ -35,12 +41,17 @@ def trained(small_scene, test_clip, tmp_path_factory) -> Path:
         "--pipeline.datamanager.language.cache-dir", str(out / "cache"),
         "--pipeline.model.geometry-steps", str(STEPS["geometry"]),
         "--pipeline.model.feature-steps", str(STEPS["features"]),
+        "--pipeline.datamanager.language.dino.enabled", "True",
+        "--pipeline.datamanager.language.dino.model-name", "vit_tiny_patch16_224",
+        "--pipeline.datamanager.language.dino.checkpoint", str(dino),
+        "--pipeline.datamanager.language.dino.pca-dim", "16",
     )  # fmt: skip
 
 
 def test_targets_are_cached_per_kind(trained):
     cache = trained.parents[3] / "cache"
-    for kind in ("clip", "video"):
+    assert (next(cache.glob("dino-*")) / "pca.npz").is_file()
+    for kind in ("clip", "video", "dino"):
         (folder,) = cache.glob(f"{kind}-*")
         assert len(list(folder.glob("*.npy"))) == 16, "one grid per training frame"
         assert json.loads((folder / "manifest.json").read_text())
@@ -52,6 +63,8 @@ def test_feature_loss_falls_after_geometry_stage(trained):
     clip = scalars(trained.parent, "Train Loss Dict/clip_loss")
     assert len(clip) >= 5, "language losses are logged once the feature stage starts"
     assert np.mean(clip[-3:]) < np.mean(clip[:3]), clip
+    dino = scalars(trained.parent, "Train Loss Dict/dino_loss")
+    assert len(dino) == len(clip) and np.isfinite(dino).all()
 
 
 def test_query_lights_up_the_object(trained, small_scene):
@@ -118,3 +131,27 @@ def test_hostile_queries_get_a_message_not_a_crash(trained):
     assert model.query is None
     model.apply_query_text("   ", "", "video", "objects")
     assert model.query is None
+
+
+def test_viewer_finds_the_query_panel_and_applies_it(trained):
+    """The viewer installs every ViewerElement found on the pipeline and calls its hook on edits:
+    do what it does, without a browser."""
+    from nerfstudio.utils.eval_utils import eval_setup
+    from nerfstudio.viewer.utils import parse_object
+    from nerfstudio.viewer.viewer_elements import ViewerElement
+
+    _, pipeline, _, _ = eval_setup(trained, test_mode="test")
+    elements = {e.name: e for _, e in parse_object(pipeline, ViewerElement, "Custom Elements")}
+    assert {"Text query", "Negatives", "Embedding", "Relevancy of"} <= set(elements)
+    assert pipeline.datamanager.includes_time, "the viewer shows its time slider for time-aware data"
+    model = pipeline.model
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    elements["Relevancy of"].value = "actor"
+    elements["Text query"].value = "hand"
+    elements["Text query"].cb_hook(elements["Text query"])
+    assert model.query is not None and model.query.positive == "hand" and model.query_stream == "actor"
+    outputs = model.get_outputs_for_camera(camera)
+    assert torch.equal(outputs["relevancy"], outputs["relevancy_actor"])
+    elements["Text query"].value = "  "
+    elements["Text query"].cb_hook(elements["Text query"])
+    assert model.query is None and "relevancy" not in model.get_outputs_for_camera(camera)
