@@ -41,6 +41,9 @@ def trained(small_scene, test_clip, tmp_path_factory) -> Path:
         "--pipeline.datamanager.language.cache-dir", str(out / "cache"),
         "--pipeline.model.geometry-steps", str(STEPS["geometry"]),
         "--pipeline.model.feature-steps", str(STEPS["features"]),
+        # 96x64 frames: crops of 10-38 px (the 228x128 default's 10-20 px would see only colour here)
+        "--pipeline.datamanager.language.pyramid.patch-fractions", "0.15", "0.3", "0.6",
+        "--pipeline.datamanager.language.pyramid.overlap", "0.5",
         "--pipeline.datamanager.language.dino.enabled", "True",
         "--pipeline.datamanager.language.dino.model-name", "vit_tiny_patch16_224",
         "--pipeline.datamanager.language.dino.checkpoint", str(dino),
