@@ -14,7 +14,6 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Type
 
-import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 

@@ -1,7 +1,6 @@
 """The image-language encoder loads open_clip checkpoints through the path real weights use, and
 says how to fix it when weights cannot be had."""
 
-import json
 
 import pytest
 import torch
