@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from divff_nerfstudio.feature_cache import atomic_write
+
 
 class DinoWeightsUnavailable(RuntimeError):
     """The DINO weights asked for cannot be loaded; the message says how to provide them."""
@@ -101,9 +103,7 @@ class DinoExtractor:
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.npy"):  # frames in another basis
             stale.unlink()
-        tmp = folder / f".pca.{id(self)}.tmp.npz"
-        np.savez(tmp, **{k: v.numpy() for k, v in self.basis.items()})
-        tmp.replace(path)
+        atomic_write(path, lambda f: np.savez(f, **{k: v.numpy() for k, v in self.basis.items()}))
 
     def extract(self, image: Float[Tensor, "3 h w"], grid_shape: Sequence[int]) -> Float[Tensor, "gh gw k"]:
         assert self.basis is not None, "load_or_fit_basis first"

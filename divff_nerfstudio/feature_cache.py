@@ -62,11 +62,11 @@ class FeatureCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         manifest = self.folder / "manifest.json"
         if not manifest.exists():
-            _atomic_write(manifest, lambda f: f.write(json.dumps(self.identity, indent=1, default=str).encode()))
-        _atomic_write(self.path(key), lambda f: np.save(f, grid.astype(np.float16), allow_pickle=False))
+            atomic_write(manifest, lambda f: f.write(json.dumps(self.identity, indent=1, default=str).encode()))
+        atomic_write(self.path(key), lambda f: np.save(f, grid.astype(np.float16), allow_pickle=False))
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
+def atomic_write(path: Path, write: Callable) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as f:
