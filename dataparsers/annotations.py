@@ -1,4 +1,4 @@
-"""Evaluation annotations of an EPIC-Diff scene: dynamic masks and object label polygons.
+"""Evaluation annotations of an EPIC-Diff scene: dynamic masks, object label polygons, affordances.
 
 Masks (annotations/<frame file name>) mark everything that moves; they exist for test frames only.
 Object labels come in two layouts, both read when present:
@@ -7,11 +7,15 @@ Object labels come in two layouts, both read when present:
 - DIV-FF's VIA-3 project under the data root: object_annotations/<scene>/te.json with `file`,
   `metadata` (`xy` = [shape, x0, y0, x1, y1, ...], `av` = attribute values) and `attribute`,
   drawn on 480x270 frames and scaled to the frame size.
+Affordances (DIV-FF): affordance_annotations/<scene>/aff_annotations.pkl under the data root, or
+affordance_annotations/aff_annotations.pkl in the scene folder: a pickled dict with `text_queries`
+(Q narrations such as "#C C cut onion") and `images` ({frame file name: (H, W, Q) mask}).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,9 @@ MASK_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
 VIA3_CANVAS = (480, 270)
 """Frame size (width, height) DIV-FF's VIA-3 polygons were drawn on."""
 _VIA3_POLYGON = 7
+AFFORDANCE_FILE = "aff_annotations.pkl"
+NARRATION_PREFIX = "#C C "
+"""EPIC-KITCHENS narrations start with '#C C ' (the camera wearer); the query is what follows."""
 
 
 @dataclass
@@ -165,3 +172,62 @@ def rasterize(polygons: List[LabelledPolygon], image_size: Tuple[int, int]) -> D
         canvas = masks.setdefault(poly.label, Image.new("1", tuple(image_size), 0))
         ImageDraw.Draw(canvas).polygon([tuple(p) for p in poly.points.tolist()], fill=1, outline=1)
     return {label: np.asarray(im, dtype=bool) for label, im in masks.items()}
+
+
+def affordance_files(scene: EpicDiffScene) -> List[Path]:
+    """Affordance annotation files that exist for this scene, the scene folder's first."""
+    candidates = [scene.root / "affordance_annotations" / AFFORDANCE_FILE]
+    for data_root in (scene.root.parent, scene.root.parent.parent):
+        candidates.append(data_root / "affordance_annotations" / scene.name / AFFORDANCE_FILE)
+    return [p for p in candidates if p.is_file()]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: an annotation file must not be able to run
+    code on the machine that evaluates it."""
+
+    _ALLOWED = {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    } | {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED or (module == "numpy" and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed here (only dicts, lists, strings and numpy arrays)")
+
+
+def load_affordances(scene: EpicDiffScene) -> Dict[int, Dict[str, np.ndarray]]:
+    """Per frame id, one (H, W) bool mask per affordance query (queries whose mask is empty in a
+    frame included: the evaluation skips them there), merged from every affordance file found."""
+    by_stem = {path.stem: frame_id for frame_id, path in scene.image_paths.items()}
+    width, height = scene.image_size
+    out: Dict[int, Dict[str, np.ndarray]] = {}
+    for path in affordance_files(scene):
+        try:
+            with open(path, "rb") as f:
+                data = _ArraysOnly(f).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
+            raise EpicDiffFormatError(path, f"cannot be read as affordance annotations ({err})") from err
+        if not isinstance(data, dict) or not isinstance(data.get("text_queries"), (list, tuple)) or not isinstance(data.get("images"), dict):
+            raise EpicDiffFormatError(path, "needs a dict with 'text_queries' (list of text) and 'images' ({frame file: HxWxQ mask})")
+        queries = [str(q).replace(NARRATION_PREFIX, "").strip() for q in data["text_queries"]]
+        for filename, masks in data["images"].items():
+            frame_id = by_stem.get(Path(str(filename)).stem)
+            if frame_id is None:
+                continue  # annotations of frames the scene does not use
+            masks = np.asarray(masks)
+            if masks.ndim == 2:
+                masks = masks[..., None]
+            if masks.ndim != 3 or masks.shape[2] != len(queries):
+                raise EpicDiffFormatError(path, f"mask of {filename} has shape {masks.shape}, expected (H, W, {len(queries)})", frame_id)
+            frame = out.setdefault(frame_id, {})
+            for q, query in enumerate(queries):
+                if query == "undefined":
+                    continue
+                mask = masks[..., q] != 0
+                if mask.shape != (height, width):  # drawn at another resolution
+                    mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST), dtype=bool)
+                frame[query] = frame[query] | mask if query in frame else mask
+    return out

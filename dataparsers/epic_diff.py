@@ -7,7 +7,8 @@ need, per image in `metadata`:
   ray knows its frame), and each camera's rotation in `Cameras.metadata['camera_rotation']` (so
   every ray can be expressed in its own camera frame);
 - `nears` / `fars` in nerfstudio's (scaled) units, as z-depths like EPIC-Diff's;
-- `dynamic_mask_filenames` (annotations/, test frames) and `object_labels` (VIA polygons).
+- `dynamic_mask_filenames` (annotations/, test frames), `object_labels` (VIA polygons) and
+  `affordance_masks` (DIV-FF's per-query masks, {query: (H, W) bool}, where annotated).
 These are never nerfstudio's `mask_filenames`: those would hide the dynamic pixels from training.
 
 Poses are re-oriented (mean camera up -> +z), centred on the box that holds every camera frustum
@@ -29,7 +30,7 @@ from jaxtyping import Float
 from rich.console import Console
 from torch import Tensor
 
-from dataparsers.annotations import check_mask_sizes, load_object_labels
+from dataparsers.annotations import check_mask_sizes, load_affordances, load_object_labels
 from dataparsers.epic_diff_scene import EpicDiffFormatError, EpicDiffScene, load_scene
 from nerfstudio.cameras import camera_utils
 from nerfstudio.cameras.cameras import Cameras, CameraType
@@ -111,6 +112,7 @@ class EpicDiff(DataParser):
         )
         masks = check_mask_sizes(scene, ids)
         labels = load_object_labels(scene)
+        affordances = load_affordances(scene)
         metadata = {
             "frame_ids": ids,
             "frame_index": frame_index[:, 0],
@@ -119,6 +121,7 @@ class EpicDiff(DataParser):
             "fars": torch.tensor([scene.fars[i] for i in ids]) * scale,
             "dynamic_mask_filenames": [masks[i] for i in ids],
             "object_labels": [labels.get(i, []) for i in ids],
+            "affordance_masks": [affordances.get(i, {}) for i in ids],
             "scene_name": scene.name,
         }
         return DataparserOutputs(

@@ -4,13 +4,15 @@ The foreground score of a pixel is the composite share of the object + actor str
 average precision of that score against the annotation mask (frames with an empty mask skipped),
 mAP = mean x 100. Where the generator's ground truth exists (gt/<frame>.npz), the object stream
 is also scored against the object mask and the actor stream against the actor mask.
-With language heads, object segmentation (language_evaluation.py) runs on the same renders.
+With language heads, object segmentation and, where affordance masks exist, affordance segmentation
+(language_evaluation.py) run on the same renders.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -21,8 +23,8 @@ from PIL import Image
 from rich.progress import Progress
 from sklearn.metrics import average_precision_score
 
-from dataparsers.annotations import load_mask
-from divff_nerfstudio.language_evaluation import ObjectSegmentationScore
+from dataparsers.annotations import load_mask, rasterize
+from divff_nerfstudio.language_evaluation import AFFORDANCE_THRESHOLD, OBJECT_THRESHOLD, QuerySegmentationScore
 from nerfstudio.pipelines.base_pipeline import Pipeline
 
 ACTOR_LABEL = 255
@@ -57,6 +59,8 @@ class EvaluationResult:
     frames: List[FrameResult] = field(default_factory=list)
     segmentation: Optional[Dict[str, object]] = None
     """Object segmentation by text query (mIoU, IoU per label), when the model has language heads."""
+    affordances: Optional[Dict[str, object]] = None
+    """Affordance segmentation by video-language query, when the scene has affordance masks."""
 
     def summary(self) -> Dict[str, Optional[float]]:
         def mean(values: List[Optional[float]], scale: float = 1.0) -> Optional[float]:
@@ -75,6 +79,8 @@ class EvaluationResult:
         out = {"scene": self.scene, "summary": self.summary(), "frames": [f.__dict__ for f in self.frames]}
         if self.segmentation is not None:
             out["object_segmentation"] = self.segmentation
+        if self.affordances is not None:
+            out["affordance_segmentation"] = self.affordances
         return out
 
 
@@ -83,11 +89,17 @@ def _as_rgb(x: torch.Tensor) -> np.ndarray:
     return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x[..., :3]
 
 
-def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None, threshold: float = 0.7) -> EvaluationResult:
+def evaluate_pipeline(
+    pipeline: Pipeline,
+    output_dir: Optional[Path] = None,
+    threshold: float = OBJECT_THRESHOLD,
+    affordance_threshold: float = AFFORDANCE_THRESHOLD,
+) -> EvaluationResult:
     """Render every frame of the pipeline's eval dataset and score it; with output_dir, write a
     side-by-side image per frame (GT | composite | static | objects | actor | mask | annotation),
-    an mp4 of them and results.json, and per frame and object label a relevancy image
-    (language/<frame>_<label>.png). `threshold`: relevancy above it is the object's mask."""
+    an mp4 of them and results.json, and per frame and object label (affordance) a relevancy image
+    (language/<frame>_<label>.png, affordances/<frame>_<query>.png). `threshold`
+    (`affordance_threshold`): relevancy above it is the object's (affordance's) mask."""
     dataset = pipeline.datamanager.eval_dataset
     meta = dataset.metadata
     scene_root = Path(dataset.image_filenames[0]).parent.parent
@@ -95,8 +107,13 @@ def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None, thr
     panels: List[np.ndarray] = []
     model = pipeline.model
     model.eval()
-    segmentation = ObjectSegmentationScore(model.query_encoder, model.language, threshold) if getattr(model, "language", None) else None
-    labelled: List[tuple] = []
+    language = getattr(model, "language", None) is not None
+    segmentation = QuerySegmentationScore(model.query_encoder, model.language, threshold) if language else None
+    affordance_masks = meta.get("affordance_masks", [{}] * len(dataset))
+    affordances = None
+    if language and any(affordance_masks):
+        affordances = QuerySegmentationScore(model.query_encoder, model.language, affordance_threshold, kind="video")
+    labelled: Dict[str, List[tuple]] = {"language": [], "affordances": []}
     with Progress() as progress:
         task = progress.add_task("evaluating", total=len(dataset))
         for i in range(len(dataset)):
@@ -118,7 +135,11 @@ def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None, thr
             result.frames.append(frame)
             polygons = meta.get("object_labels", [[]] * len(dataset))[i]
             if segmentation is not None and polygons:
-                labelled += [(frame.frame_id, label, image) for label, image in segmentation.add_frame(outputs, polygons, gt)]
+                truths = rasterize(polygons, size)
+                labelled["language"] += [(frame.frame_id, label, im) for label, im in segmentation.add_frame(outputs, truths, gt)]
+            if affordances is not None and affordance_masks[i]:
+                scored = affordances.add_frame(outputs, affordance_masks[i], gt)
+                labelled["affordances"] += [(frame.frame_id, label, im) for label, im in scored]
             if output_dir is not None:
                 annotation = np.repeat(mask[..., None], 3, -1).astype(np.float32) if mask is not None else np.zeros_like(gt)
                 row = [gt, pred, _as_rgb(outputs["rgb_static"]), _as_rgb(outputs["rgb_objects"]), _as_rgb(outputs["rgb_actor"])]
@@ -127,12 +148,15 @@ def evaluate_pipeline(pipeline: Pipeline, output_dir: Optional[Path] = None, thr
             progress.advance(task)
     if segmentation is not None:
         result.segmentation = segmentation.summary()
+    if affordances is not None:
+        result.affordances = affordances.summary()
     if output_dir is not None:
         _write_outputs(Path(output_dir), result, panels)
-        for frame_id, label, image in labelled:
-            (Path(output_dir) / "language").mkdir(exist_ok=True)
-            name = f"{frame_id:06d}_{label.replace(' ', '_')}.png"
-            Image.fromarray((image * 255).round().astype(np.uint8)).save(Path(output_dir) / "language" / name)
+        for folder, images in labelled.items():
+            for frame_id, label, image in images:
+                (Path(output_dir) / folder).mkdir(exist_ok=True)
+                name = f"{frame_id:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png"
+                Image.fromarray((image * 255).round().astype(np.uint8)).save(Path(output_dir) / folder / name)
     return result
 
 

@@ -1,6 +1,9 @@
-"""DIV-FF's object segmentation metric: per test frame, each annotated object label is queried, the
-relevancy thresholded to a mask and compared with the label's polygons; TP/FP/FN are accumulated
-per label over frames, IoU per label, mIoU over labels (x 100)."""
+"""DIV-FF's segmentation metrics by text query: per test frame, each annotated label (an object's
+name, or an affordance such as "cut onion") is queried, the relevancy thresholded to a mask and
+compared with the label's annotated mask; TP/FP/FN are accumulated per label over frames, IoU per
+label, mIoU over labels (x 100). Objects are asked of the image-language (CLIP) embedding with
+threshold 0.7, affordances of the video-language embedding with 0.54, as DIV-FF does. A label whose
+mask is empty in a frame is not scored in that frame."""
 
 from __future__ import annotations
 
@@ -11,28 +14,35 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-from dataparsers.annotations import LabelledPolygon, rasterize
 from divff_nerfstudio.language_heads import LanguageHeads
 from divff_nerfstudio.queries import QueryEncoder, TextQuery, relevancy_maps
 
+OBJECT_THRESHOLD = 0.7
+AFFORDANCE_THRESHOLD = 0.54
 
-class ObjectSegmentationScore:
-    def __init__(self, encoder: QueryEncoder, heads: LanguageHeads, threshold: float = 0.7, negatives: Sequence[str] = ()):
+
+class QuerySegmentationScore:
+    def __init__(
+        self, encoder: QueryEncoder, heads: LanguageHeads, threshold: float, kind: str = "clip", negatives: Sequence[str] = ()
+    ):
         self.encoder = encoder
         self.heads = heads
         self.threshold = threshold
+        self.kind = kind
         self.negatives = tuple(negatives)
         self.counts: Dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3, dtype=np.int64))  # tp, fp, fn
 
     def add_frame(
-        self, outputs: Dict[str, torch.Tensor], polygons: List[LabelledPolygon], image: np.ndarray
+        self, outputs: Dict[str, torch.Tensor], truths: Dict[str, np.ndarray], image: np.ndarray
     ) -> List[Tuple[str, np.ndarray]]:
-        """Score one frame; returns per label an image: relevancy over the frame | mask comparison
-        (green: hit, red: false alarm, blue: missed)."""
-        h, w = image.shape[:2]
+        """Score one frame against {label: (H, W) bool mask}; returns per scored label an image:
+        relevancy over the frame | mask comparison (green: hit, red: false alarm, blue: missed)."""
         panels = []
-        for label, truth in sorted(rasterize(polygons, (w, h)).items()):
-            rel = relevancy_maps(outputs, TextQuery.parse(label, self.negatives), self.encoder, self.heads)["relevancy"][..., 0].cpu().numpy()
+        for label, truth in sorted(truths.items()):
+            if not truth.any():
+                continue
+            query = TextQuery.parse(label, self.negatives, self.kind)
+            rel = relevancy_maps(outputs, query, self.encoder, self.heads)["relevancy"][..., 0].cpu().numpy()
             pred = rel > self.threshold
             self.counts[label] += [(pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()]
             heat = colormaps["turbo"](rel)[..., :3]
@@ -50,4 +60,5 @@ class ObjectSegmentationScore:
             "mIoU": float(np.mean(list(iou.values()))) * 100 if iou else None,
             "IoU": iou,
             "threshold": self.threshold,
+            "embedding": self.kind,
         }

@@ -37,7 +37,8 @@ class TestClipTraining:
     clips: int = 60
     """Generated clips crops are taken from (8 objects each): many clips, few frames, for variety."""
     frames_per_clip: int = 2
-    epochs: int = 20
+    epochs: int = 40
+    """Passes over the crops (held-out shape accuracy, 20 -> 40 epochs: 0.32 -> 0.62)."""
     batch_size: int = 128
     lr: float = 2e-3
     seed: int = 0
@@ -48,19 +49,30 @@ def _images(crops: Sequence[Crop]) -> Tensor:
     return torch.from_numpy(np.stack([c.image for c in crops])).permute(0, 3, 1, 2).float()
 
 
-def _augment(images: Tensor, recolour: Tensor, gen: torch.Generator) -> Tensor:
-    """Flips and brightness jitter for all; a random hue rotation where `recolour` (crops captioned
-    by their shape alone: the caption stays true, and shape words learn to ignore colour, which is
-    what lets them name a shape in a colour never seen with it)."""
+def _object_pixels(crops: Sequence[Crop]) -> Tuple[Tensor, Tensor]:
+    """Each crop's object mask (N, 1, S, S) and flat colour (N, 3); empty / white for non-objects."""
+    size = crops[0].image.shape[0]
+    masks = np.stack([c.mask if c.mask is not None else np.zeros((size, size), bool) for c in crops])
+    albedos = torch.tensor([c.albedo if c.albedo is not None else (1.0, 1.0, 1.0) for c in crops])
+    return torch.from_numpy(masks)[:, None], albedos
+
+
+def _augment(images: Tensor, repaint: Tensor, masks: Tensor, albedos: Tensor, gen: torch.Generator) -> Tensor:
+    """Flips and brightness jitter for all; where `repaint` (crops captioned by their shape or
+    objectness alone, so the caption stays true) the object is repainted in a random colour with
+    its shading kept and the background untouched. Shape words then cannot lean on colour, which is
+    what lets them name a shape in a colour never seen with it. (Recolouring the whole crop instead
+    left natural backgrounds as a cue for "colour is real", and the model learned "red is never a
+    cone" from the rest: held-out shape accuracy 0.03 against 0.25 at 20 epochs.)"""
     flip = torch.rand(len(images), generator=gen) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    angle = torch.rand(len(images), generator=gen) * 2 * torch.pi
-    axis = torch.full((3,), 3**-0.5)
-    cross = torch.tensor([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
-    rot = cos * torch.eye(3) + sin * cross + (1 - cos) * torch.outer(axis, axis)  # about the grey axis
-    hued = torch.einsum("bij,bjhw->bihw", rot, images)
-    images = torch.where(recolour[:, None, None, None], hued, images)
+    masks = torch.where(flip[:, None, None, None], masks.flip(-1), masks)
+    # the renderer's colour is albedo x shade: read the shade off the albedo's strongest channel
+    strongest = albedos.argmax(1)[:, None, None, None].expand(-1, 1, *images.shape[2:])
+    shade = (images / albedos[:, :, None, None].clamp(min=1e-3)).gather(1, strongest)
+    paint = torch.rand(len(images), 3, generator=gen)
+    repainted = (shade * paint[:, :, None, None]).clamp(0, 1)
+    images = torch.where(repaint[:, None, None, None] & masks, repainted, images)
     gain = 0.8 + 0.4 * torch.rand(len(images), 1, 1, 1, generator=gen)
     return (images * gain).clamp(0, 1)
 
@@ -131,8 +143,12 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
     mean = torch.tensor(model.visual.preprocess_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(model.visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
     images = _images(train)
+    masks, albedos = _object_pixels(train)
     steps = cfg.epochs * max(len(train) // cfg.batch_size, 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
+    # 49408 token rows, ~100 of them used: Adam's dense update of the whole table was most of a
+    # step; fixed random rows tell the words apart just as well (the transformer learns on them)
+    model.token_embedding.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -146,11 +162,15 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
             captions = [caption_for(train[i], rng) for i in idx.tolist()]
             texts = sorted({c for c, _ in captions})
             asserted = {c: a for c, a in captions}
-            recolour = torch.tensor([a <= shapes or a == {"object"} for _, a in captions])
-            # a recoloured crop keeps only its shape (or objectness): it no longer shows its colour
-            attributes = [a if r else train[i].attributes for i, (_, a), r in zip(idx.tolist(), captions, recolour.tolist())]
+            repaint = torch.tensor([a <= shapes or a == {"object"} for _, a in captions])
+            # a repainted crop no longer shows its colour, nor so its full label
+            attributes = [
+                train[i].attributes - {train[i].label, train[i].label.split()[0]} if r else train[i].attributes
+                for i, r in zip(idx.tolist(), repaint.tolist())
+            ]
             positives = torch.tensor([[asserted[t] <= attrs for t in texts] for attrs in attributes])
-            img = nn.functional.normalize(model.encode_image((_augment(images[idx], recolour, gen) - mean) / std), dim=-1)
+            pixels = _augment(images[idx], repaint, masks[idx], albedos[idx], gen)
+            img = nn.functional.normalize(model.encode_image((pixels - mean) / std), dim=-1)
             txt = nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1)
             vague = torch.tensor([len(asserted[t] & generic) > 0 for t in texts])
             loss = contrastive_loss(img, txt, positives, vague, model.logit_scale)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dataparsers.annotations import load_mask, load_object_labels
+from dataparsers.annotations import load_affordances, load_mask, load_object_labels
 from dataparsers.epic_diff import EpicDiffDataParserConfig
 from dataparsers.epic_diff_scene import EpicDiffFormatError, load_scene
 
@@ -120,6 +120,58 @@ def test_via3_labels_under_data_root_are_scaled(scene_copy):
     knives = [p for p in labels[meta["ids_test"][0]] if p.label == "knife"]
     assert len(knives) == 1
     np.testing.assert_allclose(knives[0].points, [[9.6, 6.4], [19.2, 6.4], [19.2, 12.8]])
+
+
+def test_generated_affordances_mark_the_carried_object(small_scene):
+    """The generator's DIV-FF affordance file: 'carrying' is the object a hand holds at that frame."""
+    out = parse(small_scene, "test")
+    truth = json.loads((small_scene / "gt" / "scene.json").read_text())
+    carried_frames = {f for e in truth["events"] for f in meta_ids_between(read_meta(small_scene), *e["frames"][1:3])}
+    masks = out.metadata["affordance_masks"]
+    assert all(set(m) == {"carrying"} for m in masks), "every test frame is annotated, with the narration prefix removed"
+    assert any(m["carrying"].any() for m in masks)
+    for frame_id, m in zip(out.metadata["frame_ids"], masks):
+        labels = np.load(small_scene / "gt" / f"IMG_{frame_id:010d}.npz")["labels"]
+        assert m["carrying"].shape == labels.shape
+        assert not m["carrying"].any() or frame_id in carried_frames
+        assert not (m["carrying"] & ((labels == 0) | (labels == 255))).any(), "only object pixels"
+
+
+def meta_ids_between(meta: dict, first: int, last: int) -> list:
+    return [i for i in meta["ids_all"] if first <= i <= last]
+
+
+def test_divff_affordance_file_under_data_root(scene_copy):
+    """DIV-FF's layout: <data root>/affordance_annotations/<scene>/aff_annotations.pkl, jpg names,
+    masks drawn at another size (resized), 'undefined' queries dropped."""
+    import pickle
+
+    meta = read_meta(scene_copy)
+    frame = Path(meta["images"][str(meta["ids_test"][0])]).with_suffix(".jpg").name
+    masks = np.zeros((32, 48, 2), bool)
+    masks[8:16, 12:24, 0] = True
+    folder = scene_copy.parent / "affordance_annotations" / scene_copy.name
+    folder.mkdir(parents=True)
+    with open(folder / "aff_annotations.pkl", "wb") as f:
+        pickle.dump({"text_queries": ["#C C cut onion", "undefined"], "images": {frame: masks}}, f)
+    got = load_affordances(load_scene(scene_copy))[meta["ids_test"][0]]
+    assert set(got) == {"cut onion", "carrying"}
+    assert got["cut onion"].shape == (64, 96) and got["cut onion"][16:32, 24:48].all() and got["cut onion"].sum() == 16 * 24
+
+
+@pytest.mark.parametrize("content", [b"not a pickle", "code", {"text_queries": ["a"], "images": {"x": "y"}}])
+def test_bad_affordance_file_is_named_and_runs_nothing(scene_copy, content):
+    import pickle
+
+    path = scene_copy / "affordance_annotations" / "aff_annotations.pkl"
+    if content == "code":  # a pickle that would call a function when loaded
+        content = pickle.dumps(Path)  # any global that is not an array or a container
+    elif isinstance(content, dict):
+        meta = read_meta(scene_copy)
+        content = pickle.dumps({"text_queries": ["a", "b"], "images": {meta["images"][str(meta["ids_test"][0])]: np.zeros((64, 96, 3))}})
+    path.write_bytes(content)
+    with pytest.raises(EpicDiffFormatError, match="aff_annotations.pkl"):
+        load_affordances(load_scene(scene_copy))
 
 
 def test_val_split_falls_back_to_test_when_empty(scene_copy):

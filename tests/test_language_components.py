@@ -160,3 +160,35 @@ def test_dino_targets_share_one_stored_basis(tiny_dino_checkpoint, tmp_path):
     assert torch.allclose(second.extract(frames[0], (8, 12)), grid, atol=1e-5)
     with pytest.raises(DinoWeightsUnavailable, match="nowhere.pth: DINO checkpoint not found"):
         DinoExtractor(DinoTargetsConfig(enabled=True, checkpoint=tmp_path / "nowhere.pth"))
+
+
+def test_query_segmentation_scores_labels_present_in_the_frame():
+    """DIV-FF's metric on hand-made embeddings: the left half of the frame is a knife; 'spoon' has
+    an empty mask in this frame and is not scored; affordances ask the video embedding."""
+    from divff_nerfstudio.language_evaluation import QuerySegmentationScore
+
+    asked = []
+
+    class Encoder:
+        def encode(self, query):
+            asked.append((query.positive, query.kind))
+            return (unit(1, 0, 0) if query.positive == "knife" else unit(0, 0, 1)), unit(0, 1, 0)[None]
+
+    class Heads:
+        def embed(self, hidden, kind):
+            return {"composite": hidden["static"], **hidden}
+
+    emb = torch.zeros(4, 6, 3)
+    emb[:, :3] = unit(1, 0, 0)
+    emb[:, 3:] = unit(0, 1, 0)
+    outputs = {f"language_{k}": emb for k in STREAMS} | {f"accumulation_{k}": torch.ones(4, 6, 1) for k in STREAMS}
+    knife = np.zeros((4, 6), bool)
+    knife[:, :3] = True
+    knife[0, 3] = True  # one annotated pixel the query misses
+    score = QuerySegmentationScore(Encoder(), Heads(), threshold=0.54, kind="video")
+    panels = score.add_frame(outputs, {"knife": knife, "spoon": np.zeros((4, 6), bool)}, np.zeros((4, 6, 3)))
+    assert [label for label, _ in panels] == ["knife"] and panels[0][1].shape == (4, 12, 3)
+    assert asked == [("knife", "video")]
+    summary = score.summary()
+    assert summary["IoU"] == {"knife": pytest.approx(12 / 13)} and summary["mIoU"] == pytest.approx(100 * 12 / 13)
+    assert summary["embedding"] == "video" and summary["threshold"] == 0.54

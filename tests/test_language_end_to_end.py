@@ -18,11 +18,12 @@ STEPS = {"geometry": 80, "features": 60, "total": 200}
 def test_test_clip_generalises_to_held_out_combinations(test_clip):
     report = json.loads(test_clip.with_name(test_clip.name + ".json").read_text())
     assert report["held_out"]["crops"] > 50
-    assert report["seen"]["label"] > 0.3 and report["seen"]["shape"] > 0.3, report["seen"]
-    # colour words transfer to combinations never seen, and so does the full label, well above
-    # chance (colour 1/10, label 1/80); shape words alone do not yet (see the report)
+    assert report["seen"]["label"] > 0.4 and report["seen"]["shape"] > 0.4, report["seen"]
+    # colour and shape words transfer to combinations never seen, and so does the full label, well
+    # above chance (colour 1/10, shape 1/8, label 1/80)
     assert report["held_out"]["colour"] > 0.8, report["held_out"]
-    assert report["held_out"]["label"] > 0.1, report["held_out"]
+    assert report["held_out"]["shape"] > 0.3, report["held_out"]
+    assert report["held_out"]["label"] > 0.25, report["held_out"]
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +95,18 @@ def test_query_lights_up_the_object(trained, small_scene):
     assert np.mean(contrasts) > 0.05, contrasts
 
 
-def test_evaluate_scores_object_segmentation(trained, tmp_path):
+def test_evaluate_scores_object_and_affordance_segmentation(trained, tmp_path):
     run(sys.executable, str(REPO / "scripts" / "evaluate.py"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     seg = results["object_segmentation"]
-    assert seg["IoU"] and 0 <= seg["mIoU"] <= 100
+    assert seg["IoU"] and 0 <= seg["mIoU"] <= 100 and seg["embedding"] == "clip"
     assert sorted((tmp_path / "language").glob("*.png"))
+    # the generated scene's affordance masks ("carrying": the object a hand holds) are asked of
+    # the video embedding at DIV-FF's threshold; frames where nothing is carried are not scored
+    affordances = results["affordance_segmentation"]
+    assert set(affordances["IoU"]) == {"carrying"} and affordances["embedding"] == "video"
+    assert affordances["threshold"] == 0.54 and 0 <= affordances["mIoU"] <= 100
+    assert len(list((tmp_path / "affordances").glob("*_carrying.png"))) == 1, "one of the two test frames shows a carried object"
 
 
 def test_divff_render_renders_relevancy_of_a_command_line_query(trained, tmp_path):

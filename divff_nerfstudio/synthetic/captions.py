@@ -10,7 +10,7 @@ combinations it never saw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import FrozenSet, Iterator, List, Sequence, Tuple
+from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +20,8 @@ OBJECT_TEMPLATES = ("a {c} {s}", "{c} {s}", "a photo of a {c} {s}", "the {c} {s}
 COLOUR_TEMPLATES = ("{c}", "something {c}", "a {c} object")
 SHAPE_TEMPLATES = ("a {s}", "{s}", "a photo of a {s}")
 ACTOR_CAPTIONS = ("a hand", "hand", "an arm", "hands", "the person's hand", "a hand and arm")
+CARRY_CAPTIONS = ("carrying", "carrying something", "a hand carrying an object", "holding", "picking up")
+"""The action of the generated scenes' affordance masks: an object held by a hand."""
 GENERIC_CAPTIONS = {"object": ("object", "an object", "things", "a thing"), "stuff": ("stuff", "texture", "background")}
 """Vague words for any object / any background: relevancy's negatives (object, things, stuff,
 texture) must mean something, as they do for a real CLIP, or a query is compared with noise."""
@@ -33,11 +35,14 @@ PLACE_CAPTIONS = {
 
 @dataclass(frozen=True)
 class Crop:
-    """A square crop (float RGB in [0, 1]) and the words true of it."""
+    """A square crop (float RGB in [0, 1]) and the words true of it; an object crop also keeps the
+    object's pixels and flat colour, so training can repaint the object alone (see test_clip)."""
 
     image: np.ndarray  # (S, S, 3)
     attributes: FrozenSet[str]  # e.g. {"red", "cube", "red cube", "object"}, {"hand"}, {"floor", "stuff"}
     label: str  # the full name: "red cube", "hand", "floor"
+    mask: Optional[np.ndarray] = None  # (S, S) bool: the object's pixels
+    albedo: Optional[Tuple[float, float, float]] = None  # the object's colour before shading
 
 
 def caption_for(crop: Crop, rng: np.random.Generator, generic: float = 0.1) -> Tuple[str, FrozenSet[str]]:
@@ -50,11 +55,13 @@ def caption_for(crop: Crop, rng: np.random.Generator, generic: float = 0.1) -> T
         return str(rng.choice(PLACE_CAPTIONS[crop.label])), frozenset({crop.label})
     if crop.label == "hand":
         return str(rng.choice(ACTOR_CAPTIONS)), frozenset({"hand"})
+    if "carrying" in crop.attributes and rng.random() < 0.5:
+        return str(rng.choice(CARRY_CAPTIONS)), frozenset({"carrying"})
     colour, shape = crop.label.split(" ")
-    kind = rng.random()
-    if kind < 0.5:
+    kind = rng.random()  # shape words get the most: shape is the harder half of a label to see
+    if kind < 0.35:
         return str(rng.choice(OBJECT_TEMPLATES)).format(c=colour, s=shape), frozenset({crop.label})
-    if kind < 0.75:
+    if kind < 0.6:
         return str(rng.choice(COLOUR_TEMPLATES)).format(c=colour), frozenset({colour})
     return str(rng.choice(SHAPE_TEMPLATES)).format(s=shape), frozenset({shape})
 
@@ -63,14 +70,14 @@ def all_object_labels() -> List[str]:
     return [f"{c} {s}" for c in COLOURS for s in SHAPES]
 
 
-def _square(rgb: np.ndarray, cy: float, cx: float, side: int, size: int) -> np.ndarray:
-    """A square window of `side` pixels centred near (cy, cx), clamped into the image and resized
-    to size x size (nearest-area sampling: crops are tiny)."""
-    h, w = rgb.shape[:2]
+def _square(image: np.ndarray, cy: float, cx: float, side: int, size: int) -> np.ndarray:
+    """A square window of `side` pixels centred near (cy, cx), clamped into the image (RGB or a
+    label map) and resized to size x size (nearest-area sampling: crops are tiny)."""
+    h, w = image.shape[:2]
     side = int(min(max(side, 6), h, w))
     y0 = int(np.clip(round(cy - side / 2), 0, h - side))
     x0 = int(np.clip(round(cx - side / 2), 0, w - side))
-    window = rgb[y0 : y0 + side, x0 : x0 + side]
+    window = image[y0 : y0 + side, x0 : x0 + side]
     idx = (np.arange(size) + 0.5) * side / size
     return window[idx.astype(int)][:, idx.astype(int)]
 
@@ -94,6 +101,7 @@ def frame_crops(
     render = render_frame(clip, frame, intr, supersample=1, labels=True)
     rgb, ids, depth = render.rgb, render.labels, render.depth
     h, w = ids.shape
+    carried = clip.carried(frame)
     for obj in clip.objects:
         ys, xs = np.nonzero(ids == obj.object_id)
         if len(ys) < 20:
@@ -102,7 +110,13 @@ def frame_crops(
         for _ in range(per_thing):
             side = extent * rng.uniform(1.1, 1.8)
             cy, cx = (ys.min() + ys.max()) / 2 + rng.normal(0, 1.5), (xs.min() + xs.max()) / 2 + rng.normal(0, 1.5)
-            yield Crop(_square(rgb, cy, cx, int(side), size), frozenset({obj.label, obj.colour, obj.shape, "object"}), obj.label)
+            yield Crop(
+                _square(rgb, cy, cx, int(side), size),
+                frozenset({obj.label, obj.colour, obj.shape, "object"} | ({"carrying"} if obj.object_id in carried else set())),
+                obj.label,
+                mask=_square(ids == obj.object_id, cy, cx, int(side), size),
+                albedo=COLOURS[obj.colour],
+            )
     actor = np.argwhere(ids == ACTOR_ID)
     if len(actor) > 40:
         for _ in range(per_thing):

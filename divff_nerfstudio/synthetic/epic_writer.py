@@ -1,14 +1,17 @@
 """Write a generated kitchen clip as an EPIC-Diff scene, plus ground truth EPIC-Diff does not have.
 
 EPIC-Diff layout (what the dataparser reads): meta.json, frames/, annotations/ (dynamic masks of
-the test frames), object_annotations/te.json (VIA-2 polygons with object labels). Our extras live
-in gt/: per test frame an npz with z-depth and a label map (0 static, 1..K object ids, 255 actor),
-and scene.json with the objects, their words and where they are at every frame.
+the test frames), object_annotations/te.json (VIA-2 polygons with object labels) and
+affordance_annotations/aff_annotations.pkl (DIV-FF's affordance masks: where an action happens;
+here "carrying", the object a hand holds). Our extras live in gt/: per test frame an npz with
+z-depth and a label map (0 static, 1..K object ids, 255 actor), and scene.json with the objects,
+their words and where they are at every frame.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -20,7 +23,11 @@ import numpy as np
 from PIL import Image
 from rich.progress import Progress
 
+from dataparsers.annotations import AFFORDANCE_FILE, NARRATION_PREFIX
 from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, Intrinsics, KitchenClip, render_frame
+
+AFFORDANCES = ("carrying",)
+"""Affordance queries of generated scenes, in the order of the masks' last axis."""
 
 
 @dataclass
@@ -87,11 +94,12 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for sub in ("frames", "annotations", "object_annotations", "gt"):
+        for sub in ("frames", "annotations", "object_annotations", "affordance_annotations", "gt"):
             (tmp / sub).mkdir()
         nears: Dict[str, float] = {}
         fars: Dict[str, float] = {}
         via: Dict[str, dict] = {}
+        affordances: Dict[str, np.ndarray] = {}
         with Progress() as progress:
             task = progress.add_task(f"rendering {out.name}", total=cfg.frames)
             for k, (frame_id, name) in enumerate(zip(ids, names)):
@@ -102,8 +110,13 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
                 fars[str(frame_id)] = float(np.quantile(render.depth, 0.999))
                 if k in test:
                     _write_test_frame(tmp, name, render.labels, render.depth, clip, via)
+                    carried = np.isin(render.labels, clip.carried(k))
+                    affordances[name] = carried[..., None]  # (H, W, Q) with Q = len(AFFORDANCES)
                 progress.advance(task)
         (tmp / "object_annotations" / "te.json").write_text(json.dumps(via, indent=1))
+        queries = [NARRATION_PREFIX + q for q in AFFORDANCES]
+        with open(tmp / "affordance_annotations" / AFFORDANCE_FILE, "wb") as f:
+            pickle.dump({"text_queries": queries, "images": affordances}, f)
         meta = {
             "ids_all": ids,
             "ids_train": [ids[k] for k in splits["train"]],

@@ -379,6 +379,10 @@ class KitchenClip:
         return wrists
 
     # -------------------------------------------------------------------------------- per frame
+    def carried(self, frame: int) -> List[int]:
+        """Ids of the objects a hand holds at this frame (between pick and place)."""
+        return [e.object_id for e in self.events if e.pick <= self.s[frame] <= e.place]
+
     def object_surfaces(self, frame: int) -> List[Surface]:
         out = []
         for obj in self.objects:
