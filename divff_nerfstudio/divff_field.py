@@ -192,7 +192,8 @@ class DivffField(Field):
 
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None) -> Dict:
         """Static colour from the static features (`density_embedding`), and the object and actor
-        streams. Needs ray_samples.times and ray_samples.metadata['camera_rotation']."""
+        streams. Needs ray_samples.times and ray_samples.metadata['camera_rotation'] (and takes the
+        actor's camera centre from metadata['camera_origin'] when present, else the ray origin)."""
         assert density_embedding is not None, "the static colour needs the static geometry features"
         shape = ray_samples.shape
         positions = ray_samples.frustums.get_positions()
@@ -205,7 +206,9 @@ class DivffField(Field):
         code = self.temporal_code(times)
         objects = self.objects(normalise_in_box(positions, self.aabb).reshape(n, 3), code)
         rotation = ray_samples.metadata["camera_rotation"].expand(*shape, 9)
-        cam = camera_frame_positions(positions, ray_samples.frustums.origins.expand(*shape, 3), rotation)
+        # the actor's camera: the ray's own, unless the rays carry another one (a frame's actor exported)
+        origins = ray_samples.metadata.get("camera_origin", ray_samples.frustums.origins).expand(*shape, 3)
+        cam = camera_frame_positions(positions, origins, rotation)
         actor = self.actor(normalise_in_box(cam, self.actor_box).reshape(n, 3), code)
 
         def back(t: Tensor) -> Tensor:

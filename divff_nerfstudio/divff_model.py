@@ -3,8 +3,9 @@
 Outputs per ray: composite `rgb`, each stream alone (`rgb_static`, `rgb_objects`, `rgb_actor`,
 rendered with its own transmittance, for viewing), each stream's share of the composite
 (`accumulation_static/objects/actor`), `depth`, `beta` and `dynamic_mask` (objects + actor share:
-NeuralDiff's foreground score). Loss: beta-weighted colour loss, log beta, density sparsity of the
-dynamic streams, nerfstudio's interlevel (proposal) loss.
+NeuralDiff's foreground score); each stream alone also has `depth_<stream>` and `opacity_<stream>`
+(what ns-export reads to export one stream). Loss: beta-weighted colour loss, log beta, density
+sparsity of the dynamic streams, nerfstudio's interlevel (proposal) loss.
 
 With language targets (DIV-FF), also unit CLIP and video embeddings per ray (`clip`, `video`) and
 per stream (`clip_static`, ...), trained with a Huber loss on a schedule: geometry only, then the
@@ -156,6 +157,12 @@ class DivffModel(Model):
             self.query_panel = QueryPanel(self.apply_query_text)
         self.query: Optional[TextQuery] = None
         self.query_stream = "composite"
+        self.render_time: Optional[float] = None
+        """When set (divff-render/divff-export --frame-id or --time), every ray is rendered at this
+        time (frame index / (N-1)): a camera path with time frozen, or one frame's objects exported."""
+        self.actor_camera: Optional[Tensor] = None
+        """When set (3x4 camera-to-world; divff-export of a frame), the actor stream is evaluated in
+        this camera's frame for every ray: the actor where it was at that frame, seen from anywhere."""
         self.step = 0
         self._last_render: Optional[Tuple[tuple, Dict[str, Tensor]]] = None
 
@@ -232,7 +239,35 @@ class DivffModel(Model):
             TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.proposal_sampler.step_cb, update_every_num_iters=1),
         ]
 
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """Colour and opacity, for ns-export's opacity filter: `rgb_<stream>` (or any output named
+        for a stream) goes with that stream's own opacity, everything else with the composite's."""
+        stream = next((k for k in STREAMS if output_name.endswith(f"_{k}")), None)
+        opacity = outputs[f"opacity_{stream}"] if stream else outputs["accumulation"]
+        return torch.cat([outputs[output_name][..., :3] / opacity.clamp(min=1e-10), opacity], dim=-1)
+
+    def _with_frame(self, ray_bundle: RayBundle) -> RayBundle:
+        """Rays that do not come from a dataset camera (ns-export's checks, nearest-camera search)
+        carry no time or camera rotation: give them `render_time` (or 0) and the identity rotation.
+        Outside training, `render_time` overrides every ray's own time."""
+        if ray_bundle.times is None or (self.render_time is not None and not self.training):
+            ray_bundle.times = torch.full_like(ray_bundle.origins[..., :1], self.render_time or 0.0)
+        if not ray_bundle.metadata or "camera_rotation" not in ray_bundle.metadata:
+            eye = torch.eye(3, device=ray_bundle.origins.device).reshape(9)
+            rotation = eye.expand(*ray_bundle.origins.shape[:-1], 9)
+            ray_bundle.metadata = {**(ray_bundle.metadata or {}), "camera_rotation": rotation}
+        if self.actor_camera is not None and not self.training:
+            pose = self.actor_camera.to(ray_bundle.origins.device)
+            batch = ray_bundle.origins.shape[:-1]
+            ray_bundle.metadata = {
+                **ray_bundle.metadata,
+                "camera_rotation": pose[:, :3].reshape(9).expand(*batch, 9),
+                "camera_origin": pose[:, 3].expand(*batch, 3),
+            }
+        return ray_bundle
+
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        ray_bundle = self._with_frame(ray_bundle)
         stage = self.stage() if self.training else "joint"
         with torch.set_grad_enabled(torch.is_grad_enabled() and stage != "features"):
             outputs, out, stream_weights = self._render_geometry(ray_bundle)
@@ -268,10 +303,14 @@ class DivffModel(Model):
             "depth": render_stream(weights, (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2)
             / (weights.sum(dim=-2) + 1e-10),
         }
+        midpoints = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2
         for k in STREAMS:
             outputs[f"accumulation_{k}"] = stream_weights[k].sum(dim=-2)
             solo = ray_samples.get_weights(densities[k])
             outputs[f"rgb_{k}"] = render_stream(solo, colours[k])
+            # each stream alone, for exports: what it holds where the others are not in the way
+            outputs[f"opacity_{k}"] = solo.sum(dim=-2)
+            outputs[f"depth_{k}"] = render_stream(solo, midpoints) / (outputs[f"opacity_{k}"] + 1e-10)
         outputs["dynamic_mask"] = (outputs["accumulation_objects"] + outputs["accumulation_actor"]).clamp(0, 1)
         outputs["beta"] = (
             render_stream(stream_weights["objects"], out[H.OBJECT_BETA])
@@ -312,12 +351,13 @@ class DivffModel(Model):
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
         """Render a camera that may not come from the dataset (viewer, camera paths): its rays get
-        the camera orientation the actor stream needs, and time 0 when the camera has none."""
+        the camera orientation the actor stream needs, and time 0 when the camera has none
+        (`render_time`, when set, for every camera)."""
         if camera.metadata is None or "camera_rotation" not in camera.metadata:
             rotation = camera.camera_to_worlds[..., :3, :3].reshape(*camera.shape, 9)
             camera.metadata = {**(camera.metadata or {}), "camera_rotation": rotation}
-        if camera.times is None:
-            camera.times = torch.zeros(*camera.shape, 1, device=camera.device)
+        if camera.times is None or self.render_time is not None:
+            camera.times = torch.full((*camera.shape, 1), self.render_time or 0.0, device=camera.device)
         key = self._camera_key(camera) if obb_box is None else None
         if key is not None and self._last_render is not None and self._last_render[0] == key:
             outputs = dict(self._last_render[1])  # same view, same weights: only the query changed

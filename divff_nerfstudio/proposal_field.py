@@ -55,7 +55,8 @@ class WorldAndCameraProposal(nn.Module):
 
     def density_fn(self, ray_bundle: RayBundle) -> Callable[[Tensor], Tensor]:
         """The positions -> density function nerfstudio's ProposalNetworkSampler expects, bound to
-        the rays of this batch (their origins and camera orientations)."""
-        origins = ray_bundle.origins[..., None, :]
+        the rays of this batch (their origins and camera orientations, or the camera given in
+        metadata['camera_origin'] / ['camera_rotation'] when the rays carry one)."""
+        origins = ray_bundle.metadata.get("camera_origin", ray_bundle.origins)[..., None, :]
         rotation = ray_bundle.metadata["camera_rotation"][..., None, :]
         return lambda positions: self.density(positions, origins, rotation)
