@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # From a fresh clone to a trained, evaluated, queryable scene: set up, generate a synthetic EPIC-Diff
 # scene, train the test CLIP (its object labels held out), train divff on it (CPU), evaluate it
-# (mAP, PSNR, object segmentation by text) and render a text query. Re-running reuses the venv,
+# (mAP, PSNR, object and affordance segmentation by text), render NeuralDiff's summary videos and a
+# text query. Re-running reuses the venv,
 # the scene, the test CLIP and the feature cache.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +26,8 @@ ns-train divff --data "$scene" --machine.device-type cpu --max-num-iterations "$
   --vis tensorboard --output-dir outputs --timestamp quickstart
 run="outputs/$(basename "$scene")/divff/quickstart"
 python scripts/evaluate.py --load-config "$run/config.yml"
+python scripts/summary_video.py --load-config "$run/config.yml" --split test
 divff-render dataset --load-config "$run/config.yml" --split test --query "$query" \
   --rendered-output-names rgb relevancy relevancy_objects relevancy_actor --output-path "$run/query_$query"
-echo "Look at: $run/evaluation/ (frames/*.png, language/*.png, summary.mp4) and $run/query_$query/"
+echo "Look at: $run/evaluation/ (frames/*.png, language/*.png, affordances/*.png, summary.mp4), $run/summary/ (streams per test frame, fixed-viewpoint video) and $run/query_$query/"
 echo "Live viewer (type a query under Custom Elements): ns-viewer --load-config $run/config.yml --viewer.websocket-host 127.0.0.1"
