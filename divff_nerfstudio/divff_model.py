@@ -297,13 +297,12 @@ class DivffModel(Model):
         }
         colours = {"static": out[H.STATIC_RGB], "objects": out[H.OBJECT_RGB], "actor": out[H.ACTOR_RGB]}
         weights, stream_weights = composite_weights(densities, ray_samples.deltas)
+        midpoints = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2
         outputs: Dict[str, Tensor] = {
             "rgb": sum(render_stream(stream_weights[k], colours[k]) for k in STREAMS),
             "accumulation": weights.sum(dim=-2),
-            "depth": render_stream(weights, (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2)
-            / (weights.sum(dim=-2) + 1e-10),
+            "depth": render_stream(weights, midpoints) / (weights.sum(dim=-2) + 1e-10),
         }
-        midpoints = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2
         for k in STREAMS:
             outputs[f"accumulation_{k}"] = stream_weights[k].sum(dim=-2)
             solo = ray_samples.get_weights(densities[k])

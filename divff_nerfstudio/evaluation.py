@@ -160,14 +160,18 @@ def evaluate_pipeline(
     return result
 
 
-def _write_outputs(out: Path, result: EvaluationResult, panels: List[np.ndarray]) -> None:
+def write_video(path: Path, frames: List[np.ndarray], fps: int) -> None:
+    """An mp4 of uint8 RGB frames, cropped to even sizes (h264 wants them)."""
     import mediapy
 
+    mediapy.write_video(path, [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames], fps=fps)
+
+
+def _write_outputs(out: Path, result: EvaluationResult, panels: List[np.ndarray]) -> None:
     (out / "frames").mkdir(parents=True, exist_ok=True)
     for frame, panel in zip(result.frames, panels):
         Image.fromarray(panel).save(out / "frames" / f"{frame.frame_id:06d}.png")
     if panels:
-        even = [p[: p.shape[0] // 2 * 2, : p.shape[1] // 2 * 2] for p in panels]  # h264 wants even sizes
-        mediapy.write_video(out / "summary.mp4", even, fps=4)
+        write_video(out / "summary.mp4", panels, fps=4)
     (out / "results.json").write_text(json.dumps(result.to_json(), indent=2))
     (out / "panels.txt").write_text(" | ".join(PANELS) + "\n")

@@ -106,16 +106,6 @@ class FrameTimeOptions:
 def fixed_viewpoint(frames: VideoFrames, frame_id: int) -> Cameras:
     """The camera of one frame, repeated once per frame of the video with that frame's time: the
     scene from a fixed viewpoint as time runs (the actor is seen as from that head pose)."""
-    k, n = frames.position(frame_id), len(frames.ids)
-    cam = frames.cameras[k : k + 1]
-    return Cameras(
-        camera_to_worlds=cam.camera_to_worlds.repeat(n, 1, 1),
-        fx=cam.fx.repeat(n, 1),
-        fy=cam.fy.repeat(n, 1),
-        cx=cam.cx.repeat(n, 1),
-        cy=cam.cy.repeat(n, 1),
-        width=cam.width.repeat(n, 1),
-        height=cam.height.repeat(n, 1),
-        camera_type=cam.camera_type.repeat(n, 1),
-        times=frames.cameras.times.clone(),
-    )
+    still = frames.cameras[torch.full((len(frames.ids),), frames.position(frame_id), dtype=torch.long)]
+    still.times = frames.cameras.times.clone()
+    return still

@@ -23,6 +23,7 @@ from jaxtyping import UInt8
 from PIL import Image
 from rich.progress import Progress
 
+from divff_nerfstudio.evaluation import write_video
 from divff_nerfstudio.frame_time import VideoFrames, fixed_viewpoint
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.pipelines.base_pipeline import Pipeline
@@ -107,8 +108,6 @@ def _render_video(
     fps: int,
 ) -> int:
     """One row of panels per camera, saved as <folder>/<frame id>.png, and the video of them."""
-    import mediapy
-
     model = pipeline.model
     model.eval()
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,8 +120,7 @@ def _render_video(
             rows.append((np.concatenate(row, axis=1) * 255).round().astype(np.uint8))
             Image.fromarray(rows[-1]).save(folder / f"{frame_id:06d}.png")
             progress.advance(task)
-    even = [r[: r.shape[0] // 2 * 2, : r.shape[1] // 2 * 2] for r in rows]  # h264 wants even sizes
-    mediapy.write_video(video, even, fps=fps)
+    write_video(video, rows, fps)
     return len(rows)
 
 
