@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from divff_nerfstudio.feature_cache import atomic_write
+from divff_nerfstudio.atomic_files import atomic_write
 
 
 class DinoWeightsUnavailable(RuntimeError):

@@ -13,17 +13,17 @@ from dataparsers.epic_diff import EpicDiffDataParserConfig
 from divff_nerfstudio import compat
 from divff_nerfstudio.divff_datamanager import DivffDataManagerConfig
 from divff_nerfstudio.divff_model import DivffModelConfig
+from divff_nerfstudio.trainer import DivffTrainerConfig
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 compat.install()
 
 divff_method = MethodSpecification(
-    config=TrainerConfig(
+    config=DivffTrainerConfig(
         method_name="divff",
         steps_per_eval_batch=200,
         steps_per_eval_image=1000,

@@ -199,6 +199,18 @@ class DivffModel(Model):
     def set_step(self, step: int) -> None:
         self.step = step
 
+    def get_extra_state(self) -> Dict[str, float]:
+        """The schedule counters that are not parameters, saved with the checkpoint: the proposal
+        sampler decides from them whether this step updates the proposal network, so without them
+        a resumed run would take other steps than the uninterrupted one."""
+        sampler = self.proposal_sampler  # its counters are private in nerfstudio, with no accessor
+        return {"step": self.step, "sampler_step": sampler._step, "sampler_steps_since_update": sampler._steps_since_update}
+
+    def set_extra_state(self, state: Dict[str, float]) -> None:
+        self.step = int(state["step"])
+        self.proposal_sampler._step = int(state["sampler_step"])
+        self.proposal_sampler._steps_since_update = int(state["sampler_steps_since_update"])
+
     def set_query(
         self, positive: str, negatives: Optional[Sequence[str]] = None, kind: str = "clip", stream: str = "composite"
     ) -> None:

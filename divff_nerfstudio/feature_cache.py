@@ -4,22 +4,25 @@ Layout: `<root>/<kind>-<fingerprint>/<frame key>.npy` (fp16) and `manifest.json`
 fingerprinted, readable). A changed setting, encoder or image gives another fingerprint and so
 another folder: re-extraction; an unchanged one finds its files: no work. Files are written to a
 temporary name and renamed, so a killed extraction leaves only complete frames and resumes from
-there; a file that does not load as the expected grid is reported and extracted again.
+there; a full disk stops with a message and keeps them; a file that does not load as the expected
+grid is reported and extracted again, and so is a folder whose manifest records another identity.
+When nothing matches, the caches of other settings are listed with what differs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import Progress
 from torch import Tensor
+
+from divff_nerfstudio.atomic_files import atomic_write
 
 CONSOLE = Console()
 
@@ -58,24 +61,52 @@ class FeatureCache:
             return None
         return grid
 
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "manifest.json"
+
+    def check_manifest(self) -> None:
+        """A folder whose manifest records another identity (copied in from another scene or
+        setting under this name) is reported and emptied, so none of its grids is taken as ours."""
+        stored = read_manifest(self.manifest)
+        if stored is None and not self.manifest.exists():
+            return
+        if stored != json.loads(json.dumps(self.identity, default=str)):
+            CONSOLE.print(f"[yellow]{self.manifest}: this cache was written for other settings or another scene; extracting again")
+            for path in self.folder.glob("*.npy"):
+                path.unlink()
+            self.manifest.unlink(missing_ok=True)
+
+    def differences_from_other_caches(self) -> List[str]:
+        """For each cache of the same kind under the same root (another fingerprint), the settings
+        in which it differs from this one: what the user changed since the last extraction."""
+        kind = self.folder.name.rsplit("-", 1)[0]
+        ours = json.loads(json.dumps(self.identity, default=str))
+        found = []
+        for other in sorted(self.folder.parent.glob(f"{kind}-*")):
+            stored = read_manifest(other / "manifest.json")
+            if other == self.folder or stored is None:
+                continue
+            changed = sorted(k for k in set(ours) | set(stored) if ours.get(k) != stored.get(k))
+            found.append(f"{other.name} (differs in {', '.join(changed)})")
+        return found
+
     def save(self, key: str, grid: np.ndarray) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        manifest = self.folder / "manifest.json"
-        if not manifest.exists():
-            atomic_write(manifest, lambda f: f.write(json.dumps(self.identity, indent=1, default=str).encode()))
+        if not self.manifest.exists():
+            atomic_write(self.manifest, lambda f: f.write(json.dumps(self.identity, indent=1, default=str).encode()))
         atomic_write(self.path(key), lambda f: np.save(f, grid.astype(np.float16), allow_pickle=False))
 
 
-def atomic_write(path: Path, write: Callable) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+class CacheWriteError(RuntimeError):
+    """A grid could not be stored (disk full, no permission): what is cached so far stays valid."""
+
+
+def read_manifest(path: Path) -> Optional[Dict]:
     try:
-        with tmp.open("wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def cached_grids(
@@ -83,6 +114,7 @@ def cached_grids(
 ) -> Tensor:
     """All frames' grids as one fp16 tensor (n, *shape): loaded from the cache, the missing ones
     extracted (with a progress bar) and stored as they come."""
+    cache.check_manifest()
     out = torch.empty((len(keys), *shape), dtype=torch.float16)
     missing = []
     for i, key in enumerate(keys):
@@ -91,13 +123,23 @@ def cached_grids(
             missing.append(i)
         else:
             out[i] = torch.from_numpy(grid)
-    if missing:
-        CONSOLE.print(f"{description}: {len(keys) - len(missing)} frames cached, extracting {len(missing)} into {cache.folder}")
-        with Progress(console=CONSOLE) as progress:
-            task = progress.add_task(description, total=len(missing))
-            for i in missing:
-                grid = extract(i).to(torch.float16)
+    if not missing:
+        return out
+    if len(missing) == len(keys):
+        for other in cache.differences_from_other_caches():
+            CONSOLE.print(f"[yellow]{description}: not using the cache {other}")
+    CONSOLE.print(f"{description}: {len(keys) - len(missing)} frames cached, extracting {len(missing)} into {cache.folder}")
+    with Progress(console=CONSOLE) as progress:
+        task = progress.add_task(description, total=len(missing))
+        for n, i in enumerate(missing):
+            grid = extract(i).to(torch.float16)
+            try:
                 cache.save(keys[i], grid.numpy())
-                out[i] = grid
-                progress.advance(task)
+            except OSError as err:
+                raise CacheWriteError(
+                    f"{cache.path(keys[i])}: could not store {description} ({err.strerror or err}). "
+                    f"The {len(keys) - len(missing) + n} frames cached so far are kept; free space and run again to resume."
+                ) from err
+            out[i] = grid
+            progress.advance(task)
     return out

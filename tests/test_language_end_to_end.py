@@ -3,6 +3,7 @@ extracts and caches targets, learns per-stream features, and a text query for an
 lights that object up; evaluate.py scores object segmentation; divff-render renders relevancy."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -141,6 +142,34 @@ def test_hostile_queries_get_a_message_not_a_crash(trained):
     assert model.query is None
     model.apply_query_text("   ", "", "video", "objects")
     assert model.query is None
+
+
+def resident_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_many_queries_in_a_row_from_the_viewer_keep_memory_flat(trained):
+    """Distinct texts typed one after another into the viewer's box, each rendered: every one
+    answered, and the process does not grow with them (scripts/bench_query.py measures 1,000)."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, _, _ = eval_setup(trained, test_mode="test")
+    model = pipeline.model
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    words = ["red", "green", "cube", "cone", "hand", "knife", "cutting", "à", "刀", "🔪"]
+
+    def ask(i: int) -> None:
+        text = f"{words[i % 10]} {words[(i // 10) % 10]} {i}"
+        model.apply_query_text(text, "object, things", ("clip", "video")[i % 2], ("composite", "objects")[i % 2])
+        assert model.query is not None and model.query.positive == text
+        assert torch.isfinite(model.get_outputs_for_camera(camera)["relevancy"]).all()
+
+    for i in range(20):  # warm-up: allocator pools, the rendered view's feature cache
+        ask(i)
+    before = resident_mb()
+    for i in range(20, 320):
+        ask(i)
+    assert resident_mb() - before < 64, f"{before:.0f} -> {resident_mb():.0f} MB over 300 queries"
 
 
 def test_viewer_finds_the_query_panel_and_applies_it(trained):
