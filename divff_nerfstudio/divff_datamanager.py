@@ -24,6 +24,7 @@ from divff_nerfstudio.clip_encoder import ClipEncoder, ClipEncoderConfig, regist
 from divff_nerfstudio.dino_targets import DinoExtractor, DinoTargetsConfig
 from divff_nerfstudio.feature_cache import FeatureCache, cached_grids, file_digest
 from divff_nerfstudio.feature_targets import PatchPyramidConfig, pyramid_targets
+from divff_nerfstudio.random_state import fenced_random_states
 from divff_nerfstudio.video_targets import VideoExtractorConfig, VideoTargetExtractor
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
@@ -87,7 +88,8 @@ class DivffDataManager(VanillaDataManager):
             "dino_dim": language.dino.pca_dim if language.dino.enabled else None,
         }
         if test_mode == "val":  # training: ns-train
-            self.targets = self._load_targets(language, video)
+            with fenced_random_states():  # a cold cache must not change the model a seed gives
+                self.targets = self._load_targets(language, video)
 
     @cached_property
     def _image_size(self) -> Tuple[int, int]:

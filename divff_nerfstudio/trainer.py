@@ -16,20 +16,19 @@ kills and full disks without losing work or resuming from a broken file.
 from __future__ import annotations
 
 import io
-import random
 import signal
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Type
+from typing import Dict, List, Literal, Optional, Type
 
-import numpy as np
 import torch
 from rich.console import Console
 
 from divff_nerfstudio import compat
 from divff_nerfstudio.atomic_files import STAGED_SUFFIX, atomic_write
+from divff_nerfstudio.random_state import random_states, restore_random_states
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils import writer
 
@@ -93,23 +92,6 @@ def remove_staged_checkpoints(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def random_states() -> Dict:
-    """The generators training draws from (rays, samples), in types torch's safe loader accepts."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-        "python": random.getstate(),
-    }
-
-
-def restore_random_states(states: Dict) -> None:
-    torch.set_rng_state(states["torch"])
-    name, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(states["python"])
-
-
 class DivffTrainer(Trainer):
     config: DivffTrainerConfig
 
@@ -118,6 +100,19 @@ class DivffTrainer(Trainer):
         self._interrupted = False
         self._previous_handlers: Dict[int, object] = {}
         self._done_step = -1  # the last step whose update finished
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        """Setting up extracts the language targets, which can take long: Ctrl-C there ends with
+        a message and status 130 (nerfstudio would print a traceback and exit 0); the frames
+        extracted so far stay in the cache."""
+        try:
+            super().setup(test_mode)
+        except KeyboardInterrupt:
+            CONSOLE.print(
+                "[bold yellow]Interrupted while setting up (loading frames, extracting targets).[/] "
+                "Targets extracted so far stay cached: run the same command again to go on from there."
+            )
+            sys.exit(INTERRUPTED_EXIT_STATUS)
 
     # ------------------------------------------------------------------ loading
     def _load_checkpoint(self) -> None:
