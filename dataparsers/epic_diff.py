@@ -1,4 +1,5 @@
-"""nerfstudio dataparser for EPIC-Diff scenes (`epic-diff`).
+"""nerfstudio dataparser for EPIC-Diff scenes (`epic-diff`), and for own videos: a folder written by
+`ns-process-data` (transforms.json, no meta.json) is read as an EPIC-Diff scene (own_video.py).
 
 Beyond cameras and images, every split carries what the triple-stream method and its evaluation
 need, per image in `metadata`:
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from dataparsers.annotations import check_mask_sizes, load_affordances, load_object_labels
 from dataparsers.epic_diff_scene import EpicDiffFormatError, EpicDiffScene, load_scene
+from dataparsers.own_video import TRANSFORMS, load_transforms_scene
 from nerfstudio.cameras import camera_utils
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
@@ -43,17 +45,23 @@ CONSOLE = Console()
 
 @dataclass
 class EpicDiffDataParserConfig(DataParserConfig):
-    """EPIC-Diff scene folder: meta.json, frames/, optional annotations/ and object_annotations/."""
+    """EPIC-Diff scene folder (meta.json, frames/, optional annotations/ and object_annotations/), or an
+    own video processed by ns-process-data (transforms.json, images/, colmap/sparse/0)."""
 
     _target: Type = field(default_factory=lambda: EpicDiff)
     data: Path = Path("data/EPIC-Diff/P01_01")
-    """Scene folder (the one holding meta.json)."""
+    """Scene folder (the one holding meta.json, or ns-process-data's transforms.json)."""
     orientation_method: Literal["up", "pca", "none"] = "up"
     """How to rotate the scene: 'up' turns the mean camera up vector to +z."""
     scene_margin: float = 1.0
     """Scale of the scene box around the camera frustums (1.0: the frustums just fit [-1, 1]^3)."""
     check_frames: bool = True
     """Open every frame's header to check it exists, decodes and has the common size."""
+    colmap_model: Optional[Path] = None
+    """Own video (transforms.json): the COLMAP model near/far come from, relative to data; None: the
+    model under colmap/sparse/ that registers every frame of transforms.json."""
+    holdout_every: int = 10
+    """Own video (transforms.json): one test and one val frame in every this many video frames."""
 
 
 class EpicDiff(DataParser):
@@ -70,7 +78,13 @@ class EpicDiff(DataParser):
     def scene(self) -> EpicDiffScene:
         """The checked scene, read once and shared by the splits."""
         if self._scene is None:
-            self._scene = load_scene(self.config.data, check_frames=self.config.check_frames)
+            data = Path(self.config.data)
+            if not (data / "meta.json").is_file() and (data / TRANSFORMS).is_file():
+                self._scene = load_transforms_scene(
+                    data, self.config.colmap_model, self.config.holdout_every, check_frames=self.config.check_frames
+                )
+            else:
+                self._scene = load_scene(data, check_frames=self.config.check_frames)
         return self._scene
 
     def _split_ids(self, split: str) -> List[int]:
@@ -106,6 +120,7 @@ class EpicDiff(DataParser):
             cy=float(K[1, 2]),
             width=width,
             height=height,
+            distortion_params=None if scene.distortion is None else torch.from_numpy(scene.distortion).float().expand(len(ids), 6),
             camera_type=CameraType.PERSPECTIVE,
             times=times,
             metadata={"frame_index": frame_index, "camera_rotation": poses[:, :, :3].reshape(-1, 9)},

@@ -1,16 +1,20 @@
 """Read and check an EPIC-Diff scene folder (meta.json + frames/), independent of nerfstudio.
 
 Every problem is reported as an `EpicDiffFormatError` that names the file, and the frame id where
-there is one, so a user can fix the data instead of reading a stack trace. Nothing here writes.
+there is one, so a user can fix the data instead of reading a stack trace. Reading never writes;
+`staged_folder` is how the writers (scene generator, COLMAP converter) put a scene in place whole.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -45,6 +49,8 @@ class EpicDiffScene:
     K: np.ndarray  # 3x3, already scaled to the real frame size
     image_size: Tuple[int, int]  # (width, height) read from the frames
     camera: Optional[Dict[str, Any]] = None
+    distortion: Optional[np.ndarray] = None  # nerfstudio's (k1, k2, k3, k4, p1, p2); None: a pinhole
+    source: str = "meta.json"  # the file the scene was read from (own videos: nerfstudio's transforms.json)
     index_of: Dict[int, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,18 +58,37 @@ class EpicDiffScene:
 
     @property
     def meta_path(self) -> Path:
-        return self.root / "meta.json"
+        return self.root / self.source
 
     @property
     def name(self) -> str:
         return self.root.name
 
 
+@contextmanager
+def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary sibling of `out` to write a scene into, renamed to `out` when the block ends
+    and removed if it fails: an interrupted writer never leaves a half-written scene behind."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def load_scene(root: Path, check_frames: bool = True) -> EpicDiffScene:
     """Parse and check meta.json and (by default) the header of every frame image."""
     root = Path(root)
     meta_path = root / "meta.json"
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     for key in REQUIRED_KEYS:
         if key not in meta:
             raise EpicDiffFormatError(meta_path, f"missing key '{key}' (required: {', '.join(REQUIRED_KEYS)})")
@@ -89,11 +114,11 @@ def load_scene(root: Path, check_frames: bool = True) -> EpicDiffScene:
             if frame_id not in per_frame[key]:
                 raise EpicDiffFormatError(meta_path, f"id is listed in 'ids_all' but missing from '{key}'", frame_id)
 
-    poses = {i: _pose(per_frame["poses"][i], meta_path, i) for i in ids_all}
+    poses = {i: check_pose(per_frame["poses"][i], meta_path, i) for i in ids_all}
     nears, fars = {}, {}
     for i in ids_all:
-        near = _number(per_frame["nears"][i], meta_path, f"nears['{i}']", i)
-        far = _number(per_frame["fars"][i], meta_path, f"fars['{i}']", i)
+        near = check_number(per_frame["nears"][i], meta_path, f"nears['{i}']", i)
+        far = check_number(per_frame["fars"][i], meta_path, f"fars['{i}']", i)
         if near < 0:
             raise EpicDiffFormatError(meta_path, f"near is negative ({near})", i)
         if not near < far:
@@ -109,16 +134,16 @@ def load_scene(root: Path, check_frames: bool = True) -> EpicDiffScene:
 
     K_meta = _intrinsics(meta["intrinsics"], meta_path)
     if check_frames:
-        image_size = _check_frames(image_paths, ids_all)
+        image_size = check_frames_exist(image_paths, ids_all)
     else:
         with Image.open(image_paths[ids_all[0]]) as im:
             image_size = im.size
-    K = _scale_intrinsics(K_meta, meta, image_size, meta_path)
+    K = scale_intrinsics(K_meta, meta, image_size, meta_path)
     camera = meta.get("camera")
     return EpicDiffScene(root, sorted(ids_all), splits, image_paths, poses, nears, fars, K, image_size, camera)
 
 
-def _read_json(path: Path) -> Dict[str, Any]:
+def read_json(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise EpicDiffFormatError(path, "not found: an EPIC-Diff scene folder needs a meta.json")
     try:
@@ -162,7 +187,7 @@ def _id_dict(meta: Dict[str, Any], key: str, path: Path) -> Dict[int, Any]:
     return {_as_id(k, path, f"key {k!r} of '{key}'"): v for k, v in value.items()}
 
 
-def _number(value: Any, path: Path, where: str, frame_id: Optional[int] = None) -> float:
+def check_number(value: Any, path: Path, where: str, frame_id: Optional[int] = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EpicDiffFormatError(path, f"{where} must be a number, got {value!r}", frame_id)
     if not math.isfinite(value):
@@ -178,7 +203,7 @@ def _matrix(value: Any, path: Path, where: str, frame_id: Optional[int] = None) 
     return arr
 
 
-def _pose(value: Any, path: Path, frame_id: int) -> np.ndarray:
+def check_pose(value: Any, path: Path, frame_id: int) -> np.ndarray:
     pose = _matrix(value, path, f"poses['{frame_id}']", frame_id)
     if pose.shape == (4, 4) and np.allclose(pose[3], [0, 0, 0, 1]):
         pose = pose[:3]
@@ -201,7 +226,7 @@ def _intrinsics(value: Any, path: Path) -> np.ndarray:
     return K
 
 
-def _check_frames(image_paths: Dict[int, Path], ids: List[int]) -> Tuple[int, int]:
+def check_frames_exist(image_paths: Dict[int, Path], ids: List[int]) -> Tuple[int, int]:
     """Every frame must exist, decode as an image, and have the same size as the first."""
     size = None
     first = None
@@ -225,13 +250,13 @@ def _check_frames(image_paths: Dict[int, Path], ids: List[int]) -> Tuple[int, in
     return size
 
 
-def _scale_intrinsics(K: np.ndarray, meta: Dict[str, Any], image_size: Tuple[int, int], path: Path) -> np.ndarray:
+def scale_intrinsics(K: np.ndarray, meta: Dict[str, Any], image_size: Tuple[int, int], path: Path) -> np.ndarray:
     """Scale K to the frames' real size when meta.json says which size it was made for."""
     width, height = image_size
     K = K.copy()
     if "image_w" in meta and "image_h" in meta:
-        meta_w = _number(meta["image_w"], path, "'image_w'")
-        meta_h = _number(meta["image_h"], path, "'image_h'")
+        meta_w = check_number(meta["image_w"], path, "'image_w'")
+        meta_h = check_number(meta["image_h"], path, "'image_h'")
         if meta_w <= 0 or meta_h <= 0:
             raise EpicDiffFormatError(path, f"'image_w'/'image_h' must be positive, got {meta_w}x{meta_h}")
         K[0] *= width / meta_w

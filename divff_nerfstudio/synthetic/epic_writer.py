@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Literal
@@ -24,6 +22,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from dataparsers.annotations import AFFORDANCE_FILE, NARRATION_PREFIX
+from dataparsers.epic_diff_scene import staged_folder
 from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, Intrinsics, KitchenClip, render_frame
 
 AFFORDANCES = ("carrying",)
@@ -56,6 +55,8 @@ class SceneConfig:
     """Video frames between two written frames."""
     image_format: Literal["bmp", "png", "jpg"] = "bmp"
     """Image file format of frames/ and annotations/."""
+    texture_detail: float = 0.0
+    """Contrast of fine speckle on static surfaces (0: none); 0.5 lets COLMAP pose the frames (own-video tests)."""
 
     def intrinsics(self) -> Intrinsics:
         fx = self.width / 2 / np.tan(np.radians(self.hfov_deg) / 2)
@@ -82,18 +83,14 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
     out = Path(out)
     if cfg.frames < 10:
         raise ValueError(f"--frames must be at least 10 to have test and val frames, got {cfg.frames}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (pass --overwrite to replace it)")
-    clip = KitchenClip(cfg.seed, cfg.frames, cfg.objects)
+    clip = KitchenClip(cfg.seed, cfg.frames, cfg.objects, texture_detail=cfg.texture_detail)
     intr = cfg.intrinsics()
     splits = split_indices(cfg.frames)
     ids = [cfg.first_id + k * cfg.id_stride for k in range(cfg.frames)]
     names = [f"IMG_{frame_id:010d}.{cfg.image_format}" for frame_id in ids]
     test = set(splits["test"])
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, overwrite) as tmp:
         for sub in ("frames", "annotations", "object_annotations", "affordance_annotations", "gt"):
             (tmp / sub).mkdir()
         nears: Dict[str, float] = {}
@@ -132,12 +129,6 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         (tmp / "gt" / "scene.json").write_text(json.dumps(_scene_truth(clip, cfg, ids), indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

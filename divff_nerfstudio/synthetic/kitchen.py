@@ -159,8 +159,11 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
 class KitchenClip:
     """The whole clip, decided from a seed: layout, objects, motion of camera, objects and hands."""
 
-    def __init__(self, seed: int, num_frames: int, num_objects: int = 4, exclude: Sequence[str] = ()):
-        """`exclude`: object labels ("red cube") never to use, e.g. combinations held out of a test CLIP."""
+    def __init__(self, seed: int, num_frames: int, num_objects: int = 4, exclude: Sequence[str] = (), texture_detail: float = 0.0):
+        """`exclude`: object labels ("red cube") never to use, e.g. combinations held out of a test CLIP.
+        `texture_detail`: contrast of a fine albedo speckle on the static surfaces (0: none, the
+        scene unchanged); structure from motion needs it, as SIFT finds few stable corners on the
+        smooth procedural textures alone."""
         if num_frames < 2:
             raise ValueError("a clip needs at least 2 frames")
         if not 1 <= num_objects <= 8:
@@ -170,6 +173,9 @@ class KitchenClip:
         self.s = np.linspace(0.0, 1.0, num_frames)
         self.noise = ValueNoise(self.rng)
         self.static_surfaces = self._build_static()
+        if texture_detail > 0:
+            fine = ValueNoise(np.random.default_rng([seed, 1]))  # own stream: the layout stays the seed's
+            self.static_surfaces = [_speckled(surface, fine, texture_detail) for surface in self.static_surfaces]
         self.objects = self._choose_objects(num_objects, set(exclude))
         self.camera_seed = int(self.rng.integers(2**31))
         self.events: List[MoveEvent] = []
@@ -434,6 +440,16 @@ class KitchenClip:
             thumb_tip = thumb_base + 0.045 * (0.6 * hand_dir - 0.8 * sign * lateral)
             surfaces.append(Surface(_segment(thumb_base, thumb_tip, 0.01), skin, ACTOR_ID))
         return surfaces
+
+
+def _speckled(surface: Surface, noise: ValueNoise, amount: float) -> Surface:
+    """The surface with its albedo modulated by fine noise (blobs of about 1.5 cm)."""
+
+    def albedo(p: np.ndarray, nrm: np.ndarray) -> np.ndarray:
+        fine = noise.fbm(p[:, 0] * 60 + p[:, 2] * 37, p[:, 1] * 60 - p[:, 2] * 53, octaves=2)
+        return np.clip(surface.albedo(p, nrm) * (1 + amount * (2 * fine[:, None] - 1)), 0.0, 1.0)
+
+    return Surface(surface.shape, albedo, surface.label)
 
 
 def _segment(a: np.ndarray, b: np.ndarray, radius: float) -> prim.Shape:
