@@ -40,7 +40,11 @@ class FeatureCache:
 
     def __init__(self, root: Path, kind: str, identity: Dict):
         self.identity = identity
+        self.kind = kind
         self.folder = root / f"{kind}-{fingerprint(identity)}"
+        self.manifest = self.folder / "manifest.json"
+        self.as_stored = json.loads(json.dumps(identity, default=str))
+        """The identity as manifest.json holds it once read back (tuples as lists, paths as text)."""
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.npy"
@@ -61,17 +65,13 @@ class FeatureCache:
             return None
         return grid
 
-    @property
-    def manifest(self) -> Path:
-        return self.folder / "manifest.json"
-
     def check_manifest(self) -> None:
         """A folder whose manifest records another identity (copied in from another scene or
         setting under this name) is reported and emptied, so none of its grids is taken as ours."""
         stored = read_manifest(self.manifest)
         if stored is None and not self.manifest.exists():
             return
-        if stored != json.loads(json.dumps(self.identity, default=str)):
+        if stored != self.as_stored:
             CONSOLE.print(f"[yellow]{self.manifest}: this cache was written for other settings or another scene; extracting again")
             for path in self.folder.glob("*.npy"):
                 path.unlink()
@@ -80,10 +80,9 @@ class FeatureCache:
     def differences_from_other_caches(self) -> List[str]:
         """For each cache of the same kind under the same root (another fingerprint), the settings
         in which it differs from this one: what the user changed since the last extraction."""
-        kind = self.folder.name.rsplit("-", 1)[0]
-        ours = json.loads(json.dumps(self.identity, default=str))
+        ours = self.as_stored
         found = []
-        for other in sorted(self.folder.parent.glob(f"{kind}-*")):
+        for other in sorted(self.folder.parent.glob(f"{self.kind}-*")):
             stored = read_manifest(other / "manifest.json")
             if other == self.folder or stored is None:
                 continue
