@@ -1,7 +1,7 @@
 """A COLMAP model read the way EPIC-Diff needs it: one pinhole camera, OpenGL camera-to-world
 poses and per-frame near/far from the points each frame sees.
 
-Shared by scripts/colmap_to_epic_diff.py (a COLMAP model -> an EPIC-Diff folder) and the
+Shared by divff-colmap-import (a COLMAP model -> an EPIC-Diff folder) and the
 epic-diff dataparser's own-video mode (near/far of ns-process-data's colmap/sparse/0). NeuralDiff's
 converter assumed fx == fy and a distortion-free camera; here fx and fy stay separate and a
 distorted camera is undistorted to the pinhole COLMAP itself would choose.

@@ -17,7 +17,7 @@ from typing import Dict
 
 import cv2
 import numpy as np
-from rich.console import Console
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from dataparsers.colmap_model import (
     ColmapImportError,
@@ -33,12 +33,10 @@ from dataparsers.colmap_model import (
 from dataparsers.epic_diff_scene import staged_folder
 from dataparsers.own_video import frame_ids, frames_on_disk, held_out_splits, report_unposed
 
-CONSOLE = Console()
-
 
 @dataclass
 class ColmapConversion:
-    """What to convert and how. Every field is a flag of scripts/colmap_to_epic_diff.py."""
+    """What to convert and how. Every field is a flag of divff-colmap-import."""
 
     images: Path
     """Folder of the images COLMAP was run on (the whole video: frames it could not pose are reported)."""

@@ -28,19 +28,17 @@ from typing import List, Literal, Optional, Tuple, Type
 import numpy as np
 import torch
 from jaxtyping import Float
-from rich.console import Console
-from torch import Tensor
-
-from dataparsers.annotations import check_mask_sizes, load_affordances, load_object_labels
-from dataparsers.epic_diff_scene import EpicDiffFormatError, EpicDiffScene, load_scene
-from dataparsers.own_video import TRANSFORMS, load_transforms_scene
 from nerfstudio.cameras import camera_utils
 from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
 
-CONSOLE = Console()
+from dataparsers.annotations import check_mask_sizes, load_affordances, load_object_labels
+from dataparsers.epic_diff_scene import EpicDiffFormatError, EpicDiffScene, load_scene
+from dataparsers.own_video import TRANSFORMS, load_transforms_scene
 
 
 @dataclass
@@ -110,7 +108,7 @@ class EpicDiff(DataParser):
         K = scene.K
         num_frames = len(scene.ids_all)
         frame_index = torch.tensor([[scene.index_of[i]] for i in ids], dtype=torch.long)
-        times = frame_index.float() / max(num_frames - 1, 1)
+        times = torch.tensor([[scene.time_of(i)] for i in ids])
         width, height = scene.image_size
         cameras = Cameras(
             camera_to_worlds=poses,

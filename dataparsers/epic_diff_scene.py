@@ -64,6 +64,10 @@ class EpicDiffScene:
     def name(self) -> str:
         return self.root.name
 
+    def time_of(self, frame_id: int) -> float:
+        """t of the temporal code, frame index / (N - 1) in [0, 1] (nerfstudio's Cameras.times)."""
+        return self.index_of[frame_id] / max(len(self.ids_all) - 1, 1)
+
 
 @contextmanager
 def staged_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:

@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pycolmap
-from rich.console import Console
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from dataparsers.colmap_model import near_far_per_image, read_model, registered_images
 from dataparsers.epic_diff_scene import (
@@ -30,7 +30,6 @@ from dataparsers.epic_diff_scene import (
     scale_intrinsics,
 )
 
-CONSOLE = Console()
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TRANSFORMS = "transforms.json"
 MODELS = Path("colmap/sparse")

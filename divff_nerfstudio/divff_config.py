@@ -1,7 +1,7 @@
 """`ns-train divff` and `ns-train divff-geometry`: the method specifications registered with nerfstudio.
 
 `divff` learns geometry and language (CLIP ViT-B-16 targets by default: needs the weights once,
-see clip_encoder.py); `divff-geometry` is NeuralDiff's decomposition alone: no targets to extract,
+see language/clip_encoder.py); `divff-geometry` is NeuralDiff's decomposition alone: no targets to extract,
 no weights, every step a geometry step.
 """
 
@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import copy
 
-from dataparsers.epic_diff import EpicDiffDataParserConfig
-from divff_nerfstudio import compat
-from divff_nerfstudio.divff_datamanager import DivffDataManagerConfig
-from divff_nerfstudio.divff_model import DivffModelConfig
-from divff_nerfstudio.trainer import DivffTrainerConfig
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
+
+from dataparsers.epic_diff import EpicDiffDataParserConfig
+from divff_nerfstudio.data.divff_datamanager import DivffDataManagerConfig
+from divff_nerfstudio.engine.trainer import DivffTrainerConfig
+from divff_nerfstudio.model.divff_model import DivffModelConfig
+from divff_nerfstudio.utils import compat
 
 compat.install()
 

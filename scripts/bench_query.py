@@ -20,11 +20,8 @@ from typing import Tuple
 import numpy as np
 import torch
 import tyro
-from rich.console import Console
-
 from nerfstudio.utils.eval_utils import eval_setup
-
-CONSOLE = Console()
+from nerfstudio.utils.rich_utils import CONSOLE
 
 
 def rss_mb() -> float:
@@ -59,7 +56,7 @@ def main(
     times, memory = [], [rss_mb()]
     for i in range(queries):
         start = time.perf_counter()
-        model.set_query(f"{words[i % len(words)]} {i // len(words)}" if i >= len(words) else words[i])
+        model.queries.set(f"{words[i % len(words)]} {i // len(words)}" if i >= len(words) else words[i])
         outputs = model.get_outputs_for_camera(camera)
         assert outputs["relevancy"].shape[:2] == (int(camera.height), int(camera.width))
         times.append(time.perf_counter() - start)

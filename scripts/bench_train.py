@@ -20,19 +20,17 @@ from typing import List, Tuple
 
 import torch
 import tyro
-from rich.console import Console
-from rich.table import Table
-
-from divff_nerfstudio.divff_config import divff_geometry_method
-from divff_nerfstudio.evaluation import evaluate_pipeline
-from divff_nerfstudio.hash_encoding import cpu_kernel
-from divff_nerfstudio.synthetic import SceneConfig, write_scene
-from dataparsers.epic_diff import EpicDiffDataParserConfig
 from nerfstudio.configs.method_configs import method_configs
 from nerfstudio.engine.callbacks import TrainingCallbackLocation
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.table import Table
 
-CONSOLE = Console()
+from dataparsers.epic_diff import EpicDiffDataParserConfig
+from divff_nerfstudio.divff_config import divff_geometry_method
+from divff_nerfstudio.eval.evaluation import evaluate_pipeline
+from divff_nerfstudio.model.hash_encoding import cpu_kernel
+from divff_nerfstudio.synthetic import SceneConfig, write_scene
 
 
 def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int) -> Trainer:

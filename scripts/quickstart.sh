@@ -15,18 +15,18 @@ iterations=${ITERATIONS:-3000}
 query=${QUERY:-hand}
 clip=outputs/test_clip/divff_tiny_clip.pt
 if [ ! -f "$scene/meta.json" ]; then
-  python scripts/make_scene.py "$scene" --seed 0 --frames 120
+  divff-make-scene "$scene" --seed 0 --frames 120
 fi
 if [ ! -f "$clip" ]; then
-  python scripts/train_test_clip.py --out "$clip" --hold-out-from "$scene"
+  divff-train-test-clip --out "$clip" --hold-out-from "$scene"
 fi
 ns-train divff --data "$scene" --machine.device-type cpu --max-num-iterations "$iterations" \
   --pipeline.datamanager.language.clip.model-name DivffTiny-CLIP \
   --pipeline.datamanager.language.clip.pretrained "$clip" \
   --vis tensorboard --output-dir outputs --timestamp quickstart
 run="outputs/$(basename "$scene")/divff/quickstart"
-python scripts/evaluate.py --load-config "$run/config.yml"
-python scripts/summary_video.py --load-config "$run/config.yml" --split test
+divff-evaluate --load-config "$run/config.yml"
+divff-summary --load-config "$run/config.yml" --split test
 divff-render dataset --load-config "$run/config.yml" --split test --query "$query" \
   --rendered-output-names rgb relevancy relevancy_objects relevancy_actor --output-path "$run/query_$query"
 echo "Look at: $run/evaluation/ (frames/*.png, language/*.png, affordances/*.png, summary.mp4), $run/summary/ (streams per test frame, fixed-viewpoint video) and $run/query_$query/"

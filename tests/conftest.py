@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from divff_nerfstudio.language.test_clip import TestClipTraining, train_test_clip
 from divff_nerfstudio.synthetic import SceneConfig, write_scene
-from divff_nerfstudio.test_clip import TestClipTraining, train_test_clip
 
 SMALL = SceneConfig(seed=3, frames=20, width=96, height=64, objects=3)
 
@@ -29,7 +29,7 @@ def scene_copy(small_scene, tmp_path) -> Path:
 def test_clip(tmp_path_factory, small_scene) -> Path:
     """The project's test CLIP, trained here (the small scene's object labels held out) and saved
     as an open_clip checkpoint; its accuracy report lies next to it (<path>.json)."""
-    from divff_nerfstudio.test_clip import DEFAULT_HOLD_OUT, scene_labels
+    from divff_nerfstudio.language.test_clip import DEFAULT_HOLD_OUT, scene_labels
 
     path = tmp_path_factory.mktemp("clip") / "divff_tiny_clip.pt"
     train_test_clip(path, TestClipTraining(), sorted(set(DEFAULT_HOLD_OUT) | set(scene_labels(small_scene))))

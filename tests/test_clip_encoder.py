@@ -5,8 +5,13 @@ says how to fix it when weights cannot be had."""
 import pytest
 import torch
 
-from divff_nerfstudio.clip_encoder import ClipEncoder, ClipEncoderConfig, ClipWeightsUnavailable, register_project_models
-from divff_nerfstudio.test_clip import MODEL_NAME
+from divff_nerfstudio.language.clip_encoder import (
+    ClipEncoder,
+    ClipEncoderConfig,
+    ClipWeightsUnavailable,
+    register_project_models,
+)
+from divff_nerfstudio.language.test_clip import MODEL_NAME
 
 
 def test_local_checkpoint_loads_through_open_clip(tmp_path):

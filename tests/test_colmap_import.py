@@ -1,4 +1,4 @@
-"""Own video: COLMAP models -> EPIC-Diff (scripts/colmap_to_epic_diff.py) and ns-process-data folders
+"""Own video: COLMAP models -> EPIC-Diff (divff-colmap-import) and ns-process-data folders
 read by the epic-diff dataparser.
 
 Unit tests build small COLMAP models in Python (pycolmap) whose poses, points and images are known
@@ -244,10 +244,9 @@ def test_unsupported_camera_model(tmp_path):
         to_epic(tmp_path)
 
 
-def test_script_runs(tmp_path):
+def test_command_runs(tmp_path):
     make_model(tmp_path, frames=10)
-    repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, str(repo / "scripts" / "colmap_to_epic_diff.py"), "--images", str(tmp_path / "images")]
+    cmd = [str(Path(sys.executable).parent / "divff-colmap-import"), "--images", str(tmp_path / "images")]
     cmd += ["--model", str(tmp_path / "sparse" / "0"), "--out", str(tmp_path / "scene")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -345,8 +344,9 @@ run to run); about 2.5x margin over the worst seen."""
 @pytest.fixture(scope="module")
 def own_video(tmp_path_factory):
     """A generated scene, its frames as an mp4, and ns-process-data's folder for it."""
-    from divff_nerfstudio.synthetic import SceneConfig, write_scene
     from test_divff_end_to_end import BIN, run
+
+    from divff_nerfstudio.synthetic import SceneConfig, write_scene
 
     for tool in ("colmap", "ffmpeg"):
         if shutil.which(tool) is None:
@@ -363,11 +363,11 @@ def own_video(tmp_path_factory):
 
 
 def test_colmap_poses_match_the_generator_after_similarity_alignment(own_video, tmp_path):
-    from test_divff_end_to_end import REPO, run
+    from test_divff_end_to_end import BIN, run
 
     scene, processed = own_video
     scores_path = tmp_path / "scores.json"
-    run(sys.executable, str(REPO / "scripts" / "score_poses.py"), "--truth", str(scene), "--recovered", str(processed),
+    run(str(BIN / "divff-score-poses"), "--truth", str(scene), "--recovered", str(processed),
         "--output", str(scores_path), cwd=tmp_path)  # fmt: skip
     scores = json.loads(scores_path.read_text())
     print(json.dumps(scores))  # the measurement, for pytest -s

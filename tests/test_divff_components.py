@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from divff_nerfstudio.compositing import composite_weights, render_stream
-from divff_nerfstudio.divff_field import TemporalCode, camera_frame_positions
+from divff_nerfstudio.model.compositing import composite_weights, render_stream
+from divff_nerfstudio.model.divff_field import TemporalCode, camera_frame_positions
 
 
 def plain_volume_rendering(density: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
@@ -97,7 +97,7 @@ def test_temporal_code_is_smooth_and_below_nyquist():
 def test_fast_hash_encoding_matches_nerfstudio_values_and_gradients():
     from nerfstudio.field_components.encodings import HashEncoding
 
-    from divff_nerfstudio.hash_encoding import FastHashEncoding
+    from divff_nerfstudio.model.hash_encoding import FastHashEncoding
 
     torch.manual_seed(0)
     reference = HashEncoding(6, 16, 128, 12, 2, implementation="torch")
@@ -119,7 +119,7 @@ def test_fast_hash_encoding_matches_nerfstudio_values_and_gradients():
 
 
 def test_cpu_hash_kernel_builds_here():
-    from divff_nerfstudio.hash_encoding import cpu_kernel
+    from divff_nerfstudio.model.hash_encoding import cpu_kernel
 
     assert cpu_kernel() is not None, "the C++ hash grid kernel should compile on this machine"
 
@@ -127,7 +127,7 @@ def test_cpu_hash_kernel_builds_here():
 def test_near_far_are_z_depths_so_off_axis_rays_reach_further():
     from nerfstudio.cameras.rays import RayBundle
 
-    from divff_nerfstudio.divff_model import ZDepthCollider
+    from divff_nerfstudio.model.divff_model import ZDepthCollider
 
     bundle = RayBundle(
         origins=torch.zeros(2, 3),

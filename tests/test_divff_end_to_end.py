@@ -62,7 +62,7 @@ def test_training_loss_falls_and_checkpoint_is_written(trained):
 
 
 def test_evaluate_writes_metrics_images_and_video(trained, tmp_path):
-    run(sys.executable, str(REPO / "scripts" / "evaluate.py"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
+    run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     summary = results["summary"]
     assert summary["num_frames"] == 2
@@ -126,7 +126,7 @@ def test_nerfacto_trains_through_the_dataparser_offline(small_scene, tmp_path):
 def test_lpips_without_weights_is_nan_not_a_crash(monkeypatch):
     import urllib.error
 
-    from divff_nerfstudio import compat
+    from divff_nerfstudio.utils import compat
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from divff_nerfstudio.divff_datamanager import lookup_targets
-from divff_nerfstudio.feature_cache import FeatureCache, cached_grids
-from divff_nerfstudio.feature_targets import PatchPyramidConfig, pyramid_targets
-from divff_nerfstudio.language_heads import STREAMS, LanguageHeads, feature_loss, relevancy
-from divff_nerfstudio.queries import MAX_QUERY_CHARS, QueryError, TextQuery
+from divff_nerfstudio.data.divff_datamanager import lookup_targets
+from divff_nerfstudio.language.feature_cache import FeatureCache, cached_grids
+from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig, pyramid_targets
+from divff_nerfstudio.model.compositing import STREAMS
+from divff_nerfstudio.model.language_heads import LanguageHeads, feature_loss, relevancy
+from divff_nerfstudio.model.queries import MAX_QUERY_CHARS, QueryError, TextQuery
 
 
 def unit(*v: float) -> torch.Tensor:
@@ -145,7 +146,7 @@ def tiny_dino_checkpoint(tmp_path_factory):
 
 
 def test_dino_targets_share_one_stored_basis(tiny_dino_checkpoint, tmp_path):
-    from divff_nerfstudio.dino_targets import DinoExtractor, DinoTargetsConfig, DinoWeightsUnavailable
+    from divff_nerfstudio.language.dino_targets import DinoExtractor, DinoTargetsConfig, DinoWeightsUnavailable
 
     config = DinoTargetsConfig(enabled=True, model_name="vit_tiny_patch16_224", checkpoint=tiny_dino_checkpoint, pca_dim=8)
     frames = [torch.rand(3, 64, 96) for _ in range(3)]
@@ -165,7 +166,7 @@ def test_dino_targets_share_one_stored_basis(tiny_dino_checkpoint, tmp_path):
 def test_query_segmentation_scores_labels_present_in_the_frame():
     """DIV-FF's metric on hand-made embeddings: the left half of the frame is a knife; 'spoon' has
     an empty mask in this frame and is not scored; affordances ask the video embedding."""
-    from divff_nerfstudio.language_evaluation import QuerySegmentationScore
+    from divff_nerfstudio.eval.language_evaluation import QuerySegmentationScore
 
     asked = []
 

@@ -4,14 +4,12 @@ lights that object up; evaluate.py scores object segmentation; divff-render rend
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-from test_divff_end_to_end import BIN, REPO, ns_train, run
+from test_divff_end_to_end import BIN, ns_train, run
 
 STEPS = {"geometry": 80, "features": 60, "total": 200}
 
@@ -86,7 +84,7 @@ def test_query_lights_up_the_object(trained, small_scene):
             inside = labels == obj["id"]
             if inside.sum() < 15:
                 continue
-            model.set_query(obj["label"])
+            model.queries.set(obj["label"])
             outputs = model.get_outputs_for_camera(dataset.cameras[i : i + 1])
             rel = outputs["relevancy"][..., 0].numpy()
             contrasts.append(rel[inside].mean() - rel[~inside].mean())
@@ -97,7 +95,7 @@ def test_query_lights_up_the_object(trained, small_scene):
 
 
 def test_evaluate_scores_object_and_affordance_segmentation(trained, tmp_path):
-    run(sys.executable, str(REPO / "scripts" / "evaluate.py"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
+    run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     seg = results["object_segmentation"]
     assert seg["IoU"] and 0 <= seg["mIoU"] <= 100 and seg["embedding"] == "clip"
@@ -125,23 +123,24 @@ def test_divff_render_renders_relevancy_of_a_command_line_query(trained, tmp_pat
 
 
 def test_hostile_queries_get_a_message_not_a_crash(trained):
-    from divff_nerfstudio.queries import QueryError
     from nerfstudio.utils.eval_utils import eval_setup
+
+    from divff_nerfstudio.model.queries import QueryError
 
     _, pipeline, _, _ = eval_setup(trained, test_mode="test")
     model = pipeline.model
     camera = pipeline.datamanager.eval_dataset.cameras[0:1]
     for bad in ("", "   "):
         with pytest.raises(QueryError):
-            model.set_query(bad)
+            model.queries.set(bad)
     for odd in ("x" * 10_000, "couteau à pain 🔪", "刀"):
-        model.set_query(odd)
+        model.queries.set(odd)
         rel = model.get_outputs_for_camera(camera)["relevancy"]
         assert torch.isfinite(rel).all()
-    model.apply_query_text("", "object", "clip", "composite")  # the viewer's blank box clears
-    assert model.query is None
-    model.apply_query_text("   ", "", "video", "objects")
-    assert model.query is None
+    model.queries.apply_text("", "object", "clip", "composite")  # the viewer's blank box clears
+    assert model.queries.query is None
+    model.queries.apply_text("   ", "", "video", "objects")
+    assert model.queries.query is None
 
 
 def resident_mb() -> float:
@@ -160,8 +159,8 @@ def test_many_queries_in_a_row_from_the_viewer_keep_memory_flat(trained):
 
     def ask(i: int) -> None:
         text = f"{words[i % 10]} {words[(i // 10) % 10]} {i}"
-        model.apply_query_text(text, "object, things", ("clip", "video")[i % 2], ("composite", "objects")[i % 2])
-        assert model.query is not None and model.query.positive == text
+        model.queries.apply_text(text, "object, things", ("clip", "video")[i % 2], ("composite", "objects")[i % 2])
+        assert model.queries.query is not None and model.queries.query.positive == text
         assert torch.isfinite(model.get_outputs_for_camera(camera)["relevancy"]).all()
 
     for i in range(20):  # warm-up: allocator pools, the rendered view's feature cache
@@ -188,9 +187,9 @@ def test_viewer_finds_the_query_panel_and_applies_it(trained):
     elements["Relevancy of"].value = "actor"
     elements["Text query"].value = "hand"
     elements["Text query"].cb_hook(elements["Text query"])
-    assert model.query is not None and model.query.positive == "hand" and model.query_stream == "actor"
+    assert model.queries.query is not None and model.queries.query.positive == "hand" and model.queries.stream == "actor"
     outputs = model.get_outputs_for_camera(camera)
     assert torch.equal(outputs["relevancy"], outputs["relevancy_actor"])
     elements["Text query"].value = "  "
     elements["Text query"].cb_hook(elements["Text query"])
-    assert model.query is None and "relevancy" not in model.get_outputs_for_camera(camera)
+    assert model.queries.query is None and "relevancy" not in model.get_outputs_for_camera(camera)

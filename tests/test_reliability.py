@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from divff_nerfstudio.feature_cache import CacheWriteError, FeatureCache, cached_grids
-from divff_nerfstudio.random_state import fenced_random_states
-from divff_nerfstudio.trainer import CheckpointError, newest_complete_checkpoint, read_checkpoint
 from test_divff_end_to_end import BIN
+
+from divff_nerfstudio.engine.checkpoints import CheckpointError, newest_complete_checkpoint, read_checkpoint
+from divff_nerfstudio.engine.random_state import fenced_random_states
+from divff_nerfstudio.language.feature_cache import CacheWriteError, FeatureCache, cached_grids
 
 STEPS, SAVE_EVERY = 30, 10
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_divff_end_to_end import BIN, ns_train, run
 
 from dataparsers.epic_diff import EpicDiffDataParserConfig
-from divff_nerfstudio.frame_time import FrameTimeError, FrameTimeOptions, VideoFrames, fixed_viewpoint
-from test_divff_end_to_end import BIN, REPO, ns_train, run
+from divff_nerfstudio.data.frame_time import FrameTimeError, FrameTimeOptions, VideoFrames, fixed_viewpoint
 
 FRAMES, HEIGHT, WIDTH = 20, 64, 96  # conftest's small scene
 
@@ -32,7 +32,7 @@ def pipeline(trained):
 
     _, pipeline, _, _ = eval_setup(trained, test_mode="test")
     yield pipeline
-    pipeline.model.render_time = None
+    pipeline.model.frame.time = None
 
 
 def scene_frames(scene: Path) -> VideoFrames:
@@ -82,11 +82,11 @@ def test_every_stream_output_has_the_image_size_and_render_time_freezes_time(pip
     for stream in ("static", "objects", "actor"):
         assert own[f"depth_{stream}"].shape == own[f"opacity_{stream}"].shape == (HEIGHT, WIDTH, 1)
         assert 0 <= float(own[f"opacity_{stream}"].min()) and float(own[f"opacity_{stream}"].max()) <= 1
-    model.render_time = float(cameras.times[0, 0])  # test camera 1 shown as at test frame 0
+    model.frame.time = float(cameras.times[0, 0])  # test camera 1 shown as at test frame 0
     try:
         frozen = model.get_outputs_for_camera(cameras[1:2])
     finally:
-        model.render_time = None
+        model.frame.time = None
     assert torch.equal(frozen["rgb_static"], own["rgb_static"]), "the static stream has no time"
     assert not torch.equal(frozen["rgb_objects"], own["rgb_objects"]), "objects are drawn at the frozen time"
 
@@ -157,7 +157,7 @@ def test_time_lapse_and_frozen_time_commands(trained, tmp_path):
 def test_summary_videos(trained, tmp_path):
     out = tmp_path / "summary"
     run(
-        str(BIN / "python"), str(REPO / "scripts" / "summary_video.py"),
+        str(BIN / "divff-summary"),
         "--load-config", str(trained), "--output-dir", str(out), "--split", "test", "--downscale-factor", "2",
         cwd=tmp_path,
     )  # fmt: skip
@@ -208,7 +208,7 @@ def test_static_export_leaves_out_the_moving_objects(trained, small_scene, tmp_p
 
 
 def test_moving_streams_need_a_frame(pipeline):
-    from divff_nerfstudio.export_stream import StreamOptions
+    from divff_nerfstudio.commands.export import StreamOptions
 
     with pytest.raises(FrameTimeError, match="--frame-id"):
         StreamOptions(stream="objects").set_up(pipeline)
@@ -218,11 +218,12 @@ def test_object_export_at_a_frame_lands_where_the_objects_were(pipeline, trained
     """The export plumbing checked with an oracle object stream: density 1000 inside the generator's
     objects at the time of each ray, so the exported points must lie on the objects as placed at the
     chosen frame (rays at that time, depth and opacity of the stream alone, world-frame transform).
-    What a trained stream gives depends on training length: scripts/score_export.py measures it."""
-    from divff_nerfstudio.divff_field import DivffFieldHeadNames as H
-    from divff_nerfstudio.export_stream import _for_streams
-    from divff_nerfstudio.synthetic.truth import SceneTruth, contains
+    What a trained stream gives depends on training length: divff-score-export measures it."""
     from nerfstudio.scripts import exporter as ns_export
+
+    from divff_nerfstudio.commands.export import _for_streams
+    from divff_nerfstudio.model.divff_field import DivffFieldHeadNames as H
+    from divff_nerfstudio.synthetic.truth import SceneTruth, contains
 
     truth, frames, model = SceneTruth(small_scene), VideoFrames.from_pipeline(pipeline), pipeline.model
     parsed = pipeline.datamanager.train_dataparser_outputs
@@ -241,10 +242,10 @@ def test_object_export_at_a_frame_lands_where_the_objects_were(pipeline, trained
         return out
 
     monkeypatch.setattr(model.field, "get_outputs", field_with_oracle)
-    monkeypatch.setattr(model.proposal, "density", lambda x, o, r: proposal_density(x, o, r) + oracle(x, torch.tensor([model.render_time])))
+    monkeypatch.setattr(model.proposal, "density", lambda x, o, r: proposal_density(x, o, r) + oracle(x, torch.tensor([model.frame.time])))
     monkeypatch.setattr(pipeline.datamanager, "next_train", pipeline.datamanager.next_train)
     monkeypatch.setattr(ns_export, "eval_setup", lambda *args, **kwargs: (None, pipeline, trained, 0))
-    monkeypatch.setattr(model, "render_time", None)
+    monkeypatch.setattr(model.frame, "time", None)
     frame_id = 124  # one object already carried to its new place, the others where they started
     export = _for_streams(ns_export.ExportPointCloud)(
         load_config=trained, output_dir=tmp_path, stream="objects", frame_id=frame_id,

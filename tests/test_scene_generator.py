@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataparsers.annotations import load_mask, rasterize, _parse_via2, LabelledPolygon
+from dataparsers.annotations import LabelledPolygon, _parse_via2, load_mask, rasterize
 from divff_nerfstudio.synthetic import SceneConfig, write_scene
-from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, COLOURS, SHAPES, KitchenClip
+from divff_nerfstudio.synthetic.scene import COLOURS, SHAPES, KitchenClip
+from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
 
 TINY = SceneConfig(seed=11, frames=10, width=64, height=40, objects=2, supersample=1)
 

@@ -14,7 +14,9 @@ from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, COLOURS, COUNTER_TOP, SHAPES, Intrinsics, KitchenClip, render_frame
+from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
+from divff_nerfstudio.synthetic.scene import COLOURS, SHAPES, KitchenClip
+from divff_nerfstudio.synthetic.surfaces import ACTOR_ID, COUNTER_TOP
 
 OBJECT_TEMPLATES = ("a {c} {s}", "{c} {s}", "a photo of a {c} {s}", "the {c} {s} on the counter")
 COLOUR_TEMPLATES = ("{c}", "something {c}", "a {c} object")

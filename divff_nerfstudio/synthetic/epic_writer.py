@@ -23,7 +23,9 @@ from rich.progress import Progress
 
 from dataparsers.annotations import AFFORDANCE_FILE, NARRATION_PREFIX
 from dataparsers.epic_diff_scene import staged_folder
-from divff_nerfstudio.synthetic.kitchen import ACTOR_ID, Intrinsics, KitchenClip, render_frame
+from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
+from divff_nerfstudio.synthetic.scene import KitchenClip
+from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
 
 AFFORDANCES = ("carrying",)
 """Affordance queries of generated scenes, in the order of the masks' last axis."""
@@ -31,7 +33,7 @@ AFFORDANCES = ("carrying",)
 
 @dataclass
 class SceneConfig:
-    """What scene to generate. Every field is a command-line flag of scripts/make_scene.py."""
+    """What scene to generate. Every field is a command-line flag of divff-make-scene."""
 
     seed: int = 0
     """Random seed: the same seed gives the same scene, byte for byte."""

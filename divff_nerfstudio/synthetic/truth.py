@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from divff_nerfstudio.synthetic import primitives as prim
-from divff_nerfstudio.synthetic.kitchen import KitchenClip
+from divff_nerfstudio.synthetic.scene import KitchenClip
 
 _FAR = 10.0  # metres: a start point surely outside every object
 
@@ -26,7 +26,7 @@ class SceneTruth:
     def __init__(self, scene_dir: Path):
         path = Path(scene_dir) / "gt" / "scene.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: ground truth exists only for generated scenes (scripts/make_scene.py)")
+            raise FileNotFoundError(f"{path} is missing: ground truth exists only for generated scenes (divff-make-scene)")
         truth = json.loads(path.read_text())
         cfg = truth["config"]
         self.ids: List[int] = [cfg["first_id"] + k * cfg["id_stride"] for k in range(cfg["frames"])]
@@ -40,10 +40,10 @@ class SceneTruth:
     def shapes(self, frame_id: int) -> List[prim.Shape]:
         """Every object placed as at this frame (an id of ids_all)."""
         if frame_id not in self.ids:
-            raise KeyError(f"frame id {frame_id} is not one of this scene's ({self.ids[0]} ... {self.ids[-1]})")
+            raise ValueError(f"frame id {frame_id} is not one of this scene's ({self.ids[0]} ... {self.ids[-1]})")
         return [surface.shape for surface in self.clip.object_surfaces(self.ids.index(frame_id))]
 
-    def inside(self, points: Float[np.ndarray, "n 3"], frame_id: int, margin: float = 0.0) -> Bool[np.ndarray, "n"]:
+    def inside(self, points: Float[np.ndarray, "n 3"], frame_id: int, margin: float = 0.0) -> Bool[np.ndarray, " n"]:
         """Which points lie inside (or within `margin` of) an object at this frame."""
         points = np.asarray(points, dtype=np.float64)
         out = np.zeros(len(points), dtype=bool)
@@ -51,7 +51,7 @@ class SceneTruth:
             out |= contains(shape, points, margin)
         return out
 
-    def inside_at_any_frame(self, points: Float[np.ndarray, "n 3"]) -> Bool[np.ndarray, "n"]:
+    def inside_at_any_frame(self, points: Float[np.ndarray, "n 3"]) -> Bool[np.ndarray, " n"]:
         """Which points lie inside an object at some frame: the union of the volumes over time."""
         out = np.zeros(len(points), dtype=bool)
         for frame_id in self.ids:
@@ -59,7 +59,7 @@ class SceneTruth:
         return out
 
 
-def contains(shape: prim.Shape, points: Float[np.ndarray, "n 3"], margin: float = 0.0) -> Bool[np.ndarray, "n"]:
+def contains(shape: prim.Shape, points: Float[np.ndarray, "n 3"], margin: float = 0.0) -> Bool[np.ndarray, " n"]:
     """Which points lie inside one placed object (or within `margin` of it)."""
     points = np.asarray(points, dtype=np.float64)
     out = _inside_convex(shape, points)

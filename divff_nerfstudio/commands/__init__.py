@@ -1,0 +1,1 @@
+"""The `divff-*` commands: thin tyro front ends over the library."""

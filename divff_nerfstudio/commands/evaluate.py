@@ -1,0 +1,66 @@
+"""`divff-evaluate`: evaluate a trained divff run like NeuralDiff (dynamic-mask mAP, PSNR on the test frames) and, with
+language heads, like DIV-FF (object segmentation mIoU from the text query of each annotated label;
+affordance mIoU from video-language queries where the scene has affordance masks).
+
+    divff-evaluate --load-config outputs/SYN/divff/<run>/config.yml
+
+Writes results.json, one side-by-side image per test frame and summary.mp4 to --output-dir
+(default: <run>/evaluation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+import tyro
+from nerfstudio.utils.eval_utils import eval_setup
+from nerfstudio.utils.rich_utils import CONSOLE
+from rich.table import Table
+from typing_extensions import Annotated
+
+from divff_nerfstudio.commands.cli import run_command
+from divff_nerfstudio.eval.evaluation import Thresholds, evaluate_pipeline
+
+
+def _iou_table(title: str, scores: Dict) -> Table:
+    table = Table(title=f"{title} (threshold {scores['threshold']}): mIoU {scores['mIoU']:.2f}")
+    table.add_column("query")
+    table.add_column("IoU x 100")
+    for label, iou in scores["IoU"].items():
+        table.add_row(label, f"{iou * 100:.2f}")
+    return table
+
+
+def main(
+    load_config: Path, output_dir: Optional[Path] = None, thresholds: Annotated[Thresholds, tyro.conf.OmitArgPrefixes] = Thresholds()
+) -> None:
+    """Evaluate the run whose config.yml is given.
+
+    Args:
+        load_config: config.yml of the run (as written by ns-train).
+        output_dir: Where to write results; default: an 'evaluation' folder beside the config.
+        thresholds: Relevancy thresholds of the object and affordance segmentations.
+    """
+    _, pipeline, checkpoint, step = eval_setup(load_config, test_mode="test")
+    out = output_dir or load_config.parent / "evaluation"
+    result = evaluate_pipeline(pipeline, out, thresholds)
+    summary = result.summary()
+    table = Table(title=f"{result.scene} (step {step})")
+    for key in summary:
+        table.add_column(key)
+    table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in summary.values()])
+    CONSOLE.print(table)
+    if result.segmentation is not None and result.segmentation["mIoU"] is not None:
+        CONSOLE.print(_iou_table("object segmentation by text query", result.segmentation))
+    if result.affordances is not None and result.affordances["mIoU"] is not None:
+        CONSOLE.print(_iou_table("affordance segmentation by video query", result.affordances))
+    CONSOLE.print(f"wrote {out}/results.json, {out}/frames/*.png and {out}/summary.mp4")
+
+
+def entrypoint() -> None:
+    run_command(lambda: tyro.cli(main))
+
+
+if __name__ == "__main__":
+    entrypoint()

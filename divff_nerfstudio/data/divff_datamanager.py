@@ -1,0 +1,61 @@
+"""Data manager of `divff`: nerfstudio's ray batches plus, per ray, its language targets.
+
+When training starts (test_mode "val") the target grids of every training frame are loaded from the
+feature cache or extracted into it (language/target_grids.py); each training batch then carries
+`clip`, `video` (and `dino`) targets for its pixels. The model learns which heads it needs from the
+train dataset's metadata["language"] (a LanguageSpec), which needs no weights, so ns-viewer /
+ns-render / ns-eval never extract or download anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Literal, Tuple, Type, Union
+
+import torch
+
+from divff_nerfstudio.engine.random_state import fenced_random_states
+from divff_nerfstudio.language.spec import LanguageTargetsConfig
+from divff_nerfstudio.language.target_grids import TargetExtraction, TargetGrids, lookup_targets
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+
+
+@dataclass
+class DivffDataManagerConfig(VanillaDataManagerConfig):
+    _target: Type = field(default_factory=lambda: DivffDataManager)
+    language: LanguageTargetsConfig = field(default_factory=LanguageTargetsConfig)
+
+
+class DivffDataManager(VanillaDataManager):
+    config: DivffDataManagerConfig
+
+    def __init__(
+        self,
+        config: DivffDataManagerConfig,
+        device: Union[torch.device, str] = "cpu",
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        **kwargs,
+    ):
+        super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
+        self.targets = TargetGrids()
+        language = self.config.language
+        if not language.enabled:
+            return
+        spec = language.spec()
+        self.train_dataset.metadata["language"] = spec
+        if test_mode == "val":  # training: ns-train
+            root = language.cache_dir or Path(self.config.data) / "divff_cache"
+            with fenced_random_states():  # a cold cache must not change the model a seed gives
+                self.targets = TargetExtraction(language, spec, self.train_dataset, root).all()
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        ray_bundle, batch = super().next_train(step)
+        cameras = self.train_dataset.cameras
+        size = (int(cameras.height[0]), int(cameras.width[0]))
+        for kind, grids in self.targets.grids.items():
+            batch[kind] = lookup_targets(grids, batch["indices"], size).to(self.device)
+        return ray_bundle, batch

@@ -1,0 +1,1 @@
+"""Evaluation: NeuralDiff's mask mAP and PSNR, DIV-FF's query segmentation, summary videos."""

@@ -1,0 +1,169 @@
+"""NeuralDiff's evaluation of a trained divff pipeline: dynamic-mask mAP and PSNR per test frame.
+
+The foreground score of a pixel is the composite share of the object + actor streams. Per frame:
+average precision of that score against the annotation mask (frames with an empty mask skipped),
+mAP = mean x 100. Where the generator's ground truth exists (gt/<frame>.npz), the object stream
+is also scored against the object mask and the actor stream against the actor mask.
+With language heads, object segmentation and, where affordance masks exist, affordance segmentation
+(language_evaluation.py) run on the same renders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+from nerfstudio.pipelines.base_pipeline import Pipeline
+from rich.progress import Progress
+from sklearn.metrics import average_precision_score
+
+from dataparsers.annotations import load_mask, rasterize
+from divff_nerfstudio.eval.images import output_image, save_png, side_by_side, write_video
+from divff_nerfstudio.eval.language_evaluation import AFFORDANCE_THRESHOLD, OBJECT_THRESHOLD, QuerySegmentationScore
+from divff_nerfstudio.model.compositing import STREAMS
+
+ACTOR_LABEL = 255
+PANELS = ("ground truth", "composite", "static", "objects", "actor", "predicted mask", "annotation")
+
+
+def average_precision(score: np.ndarray, mask: np.ndarray) -> Optional[float]:
+    """AP of a per-pixel score against a binary mask; None when the mask is empty (no positives)."""
+    labels = mask.reshape(-1).astype(bool)
+    if not labels.any():
+        return None
+    return float(average_precision_score(labels, score.reshape(-1)))
+
+
+def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
+    mse = float(np.mean((pred - gt) ** 2))
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@dataclass
+class FrameResult:
+    frame_id: int
+    psnr: float
+    ap: Optional[float]
+    ap_objects: Optional[float] = None
+    ap_actor: Optional[float] = None
+
+
+@dataclass
+class EvaluationResult:
+    scene: str
+    frames: List[FrameResult] = field(default_factory=list)
+    segmentation: Optional[Dict[str, object]] = None
+    """Object segmentation by text query (mIoU, IoU per label), when the model has language heads."""
+    affordances: Optional[Dict[str, object]] = None
+    """Affordance segmentation by video-language query, when the scene has affordance masks."""
+
+    def summary(self) -> Dict[str, Optional[float]]:
+        def mean(values: List[Optional[float]], scale: float = 1.0) -> Optional[float]:
+            kept = [v for v in values if v is not None]
+            return float(np.mean(kept)) * scale if kept else None
+
+        return {
+            "mAP": mean([f.ap for f in self.frames], 100),
+            "PSNR": mean([f.psnr for f in self.frames]),
+            "mAP_objects": mean([f.ap_objects for f in self.frames], 100),
+            "mAP_actor": mean([f.ap_actor for f in self.frames], 100),
+            "num_frames": len(self.frames),
+        }
+
+    def to_json(self) -> dict:
+        out = {"scene": self.scene, "summary": self.summary(), "frames": [f.__dict__ for f in self.frames]}
+        if self.segmentation is not None:
+            out["object_segmentation"] = self.segmentation
+        if self.affordances is not None:
+            out["affordance_segmentation"] = self.affordances
+        return out
+
+
+@dataclass
+class Thresholds:
+    """Relevancy thresholds of the query segmentations (flags of divff-evaluate)."""
+
+    threshold: float = OBJECT_THRESHOLD
+    """Relevancy above which a pixel belongs to the queried object (DIV-FF: 0.7)."""
+    affordance_threshold: float = AFFORDANCE_THRESHOLD
+    """Video relevancy above which a pixel has the queried affordance (DIV-FF: 0.54)."""
+
+
+def evaluate_pipeline(
+    pipeline: Pipeline, output_dir: Optional[Path] = None, thresholds: Thresholds = Thresholds()
+) -> EvaluationResult:
+    """Render every frame of the pipeline's eval dataset and score it; with output_dir, write a
+    side-by-side image per frame (GT | composite | static | objects | actor | mask | annotation),
+    an mp4 of them and results.json, and per frame and object label (affordance) a relevancy image
+    (language/<frame>_<label>.png, affordances/<frame>_<query>.png)."""
+    dataset = pipeline.datamanager.eval_dataset
+    meta = dataset.metadata
+    scene_root = Path(dataset.image_filenames[0]).parent.parent
+    result = EvaluationResult(scene=str(meta.get("scene_name", scene_root.name)))
+    panels: List[np.ndarray] = []
+    model = pipeline.model
+    model.eval()
+    language = getattr(model, "language", None) is not None
+    segmentation = QuerySegmentationScore(model.queries.encoder, model.language, thresholds.threshold) if language else None
+    affordance_masks = meta.get("affordance_masks", [{}] * len(dataset))
+    affordances = None
+    if language and any(affordance_masks):
+        affordances = QuerySegmentationScore(model.queries.encoder, model.language, thresholds.affordance_threshold, kind="video")
+    labelled: Dict[str, List[tuple]] = {"language": [], "affordances": []}
+    with Progress() as progress:
+        task = progress.add_task("evaluating", total=len(dataset))
+        for i in range(len(dataset)):
+            camera = dataset.cameras[i : i + 1].to(model.device)
+            outputs = model.get_outputs_for_camera(camera)
+            gt = dataset.get_image_float32(i)[..., :3].numpy()
+            pred = output_image(outputs, "rgb")
+            score = outputs["dynamic_mask"][..., 0].cpu().numpy()
+            size = (gt.shape[1], gt.shape[0])
+            mask_path = meta["dynamic_mask_filenames"][i]
+            mask = load_mask(mask_path, size, meta["frame_ids"][i]) if mask_path is not None else None
+            frame = FrameResult(meta["frame_ids"][i], psnr(pred, gt), average_precision(score, mask) if mask is not None else None)
+            truth_path = scene_root / "gt" / f"{Path(dataset.image_filenames[i]).stem}.npz"
+            if truth_path.is_file():
+                labels = np.load(truth_path)["labels"]
+                objects = (labels > 0) & (labels != ACTOR_LABEL)
+                frame.ap_objects = average_precision(outputs["accumulation_objects"][..., 0].cpu().numpy(), objects)
+                frame.ap_actor = average_precision(outputs["accumulation_actor"][..., 0].cpu().numpy(), labels == ACTOR_LABEL)
+            result.frames.append(frame)
+            polygons = meta.get("object_labels", [[]] * len(dataset))[i]
+            if segmentation is not None and polygons:
+                truths = rasterize(polygons, size)
+                labelled["language"] += [(frame.frame_id, label, im) for label, im in segmentation.add_frame(outputs, truths, gt)]
+            if affordances is not None and affordance_masks[i]:
+                scored = affordances.add_frame(outputs, affordance_masks[i], gt)
+                labelled["affordances"] += [(frame.frame_id, label, im) for label, im in scored]
+            if output_dir is not None:
+                annotation = np.repeat(mask[..., None], 3, -1).astype(np.float32) if mask is not None else np.zeros_like(gt)
+                row = [gt, pred, *(output_image(outputs, f"rgb_{k}") for k in STREAMS)]
+                panels.append(side_by_side([*row, output_image(outputs, "dynamic_mask", "gray"), annotation]))
+            progress.advance(task)
+    if segmentation is not None:
+        result.segmentation = segmentation.summary()
+    if affordances is not None:
+        result.affordances = affordances.summary()
+    if output_dir is not None:
+        _write_outputs(Path(output_dir), result, panels)
+        for folder, images in labelled.items():
+            for frame_id, label, image in images:
+                name = f"{frame_id:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png"
+                save_png(Path(output_dir) / folder / name, image)
+    return result
+
+
+def _write_outputs(out: Path, result: EvaluationResult, panels: List[np.ndarray]) -> None:
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    for frame, panel in zip(result.frames, panels):
+        save_png(out / "frames" / f"{frame.frame_id:06d}.png", panel)
+    if panels:
+        write_video(out / "summary.mp4", panels, fps=4)
+    (out / "results.json").write_text(json.dumps(result.to_json(), indent=2))
+    (out / "panels.txt").write_text(" | ".join(PANELS) + "\n")

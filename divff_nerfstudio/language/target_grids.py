@@ -1,0 +1,119 @@
+"""Every training frame's language target grids, from the feature cache or extracted into it, and
+the read of each ray's target from them.
+
+Image-language (CLIP pyramid) grids come first: the video-language grid of a frame is made from the
+clip of frames around it (their image grids, and their pixels when the video model reads pixels).
+DINO grids, when enabled, are in a PCA basis fitted once per cache folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from torch import Tensor
+
+from divff_nerfstudio.language.clip_encoder import ClipEncoder
+from divff_nerfstudio.language.dino_targets import DinoExtractor
+from divff_nerfstudio.language.feature_cache import FeatureCache, cached_grids
+from divff_nerfstudio.language.pyramid_targets import pyramid_targets
+from divff_nerfstudio.language.spec import LanguageSpec, LanguageTargetsConfig
+from divff_nerfstudio.utils.digests import file_digest
+
+
+@dataclass
+class TargetGrids:
+    """fp16 grids (frames, gh, gw, d) per target kind, and the cache folder each came from."""
+
+    grids: Dict[str, Tensor] = field(default_factory=dict)
+    folders: Dict[str, Path] = field(default_factory=dict)
+
+
+class TargetExtraction:
+    """Loads or extracts the target grids of one dataset's frames under one cache root."""
+
+    def __init__(self, config: LanguageTargetsConfig, spec: LanguageSpec, dataset: InputDataset, root: Path):
+        self.config = config
+        self.spec = spec
+        self.dataset = dataset
+        self.root = root
+        self.keys = [f"{path.stem}-{file_digest(path)}" for path in dataset.image_filenames]
+        """Cache file name per frame: its name and content, so a changed image is extracted again."""
+        cameras = dataset.cameras
+        self.grid = config.pyramid.grid_shape(int(cameras.height[0]), int(cameras.width[0]))
+        self._encoder: Optional[ClipEncoder] = None
+
+    def all(self) -> TargetGrids:
+        out = TargetGrids()
+        clip_cache = self._clip(out)
+        self._video(out, clip_cache)
+        if self.config.dino.enabled:
+            self._dino(out)
+        return out
+
+    def _image(self, i: int) -> Float[Tensor, "3 h w"]:
+        return self.dataset.get_image_float32(i)[..., :3].permute(2, 0, 1)
+
+    def _clip(self, out: TargetGrids) -> FeatureCache:
+        pyramid = self.config.pyramid
+
+        def extract(i: int) -> Tensor:
+            if self._encoder is None:  # built only when some frame is not cached
+                self._encoder = ClipEncoder(self.config.clip)
+            return pyramid_targets(self._image(i), self._encoder.encode_images, pyramid)
+
+        cache = FeatureCache(self.root, "clip", {"encoder": self.config.clip.identity(), "pyramid": pyramid.identity()})
+        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, "CLIP targets")
+        out.folders["clip"] = cache.folder
+        return cache
+
+    def _video(self, out: TargetGrids, clip_cache: FeatureCache) -> None:
+        video, clip = self.spec.video, out.grids["clip"]
+        frame_index = [int(f) for f in self.dataset.metadata["frame_index"]]
+        position = {f: i for i, f in enumerate(frame_index)}
+
+        def extract(i: int) -> Tensor:
+            members = [position[f] for f in video.clip_indices(frame_index[i], frame_index)]
+            frames = torch.stack([self._image(j) for j in members]) if video.reads_pixels else None
+            return video.extract(frames, clip[members])
+
+        identity = {"extractor": video.identity(), "clip": clip_cache.folder.name, "frames": frame_index}
+        cache = FeatureCache(self.root, "video", identity)
+        out.folders["video"] = cache.folder
+        out.grids["video"] = cached_grids(cache, self.keys, (*self.grid, self.spec.video_dim), extract, "video targets")
+
+    def _dino(self, out: TargetGrids) -> None:
+        dino = self.config.dino
+        extractor = DinoExtractor(dino)
+        cache = FeatureCache(self.root, "dino", {"dino": dino.identity(), "grid": list(self.grid)})
+        picks = np.linspace(0, len(self.dataset) - 1, min(dino.pca_frames, len(self.dataset))).round().astype(int)
+        extractor.load_or_fit_basis(cache.folder, [self._image(int(i)) for i in picks])
+        out.folders["dino"] = cache.folder
+
+        def extract(i: int) -> Tensor:
+            return extractor.extract(self._image(i), self.grid)
+
+        out.grids["dino"] = cached_grids(cache, self.keys, (*self.grid, dino.pca_dim), extract, "DINO targets")
+
+
+def lookup_targets(
+    grids: Float[Tensor, "n gh gw d"], indices: Int[Tensor, "rays 3"], image_size: Tuple[int, int]
+) -> Float[Tensor, "rays d"]:
+    """Bilinear read of each ray's target at its pixel centre (grid cells cover the image evenly)."""
+    _, gh, gw, _ = grids.shape
+    cam, y, x = indices[:, 0].long(), indices[:, 1].float(), indices[:, 2].float()
+    u = ((y + 0.5) * gh / image_size[0] - 0.5).clamp(0, gh - 1)
+    v = ((x + 0.5) * gw / image_size[1] - 0.5).clamp(0, gw - 1)
+    u0, v0 = u.floor().long(), v.floor().long()
+    u1, v1 = (u0 + 1).clamp(max=gh - 1), (v0 + 1).clamp(max=gw - 1)
+    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+
+    def at(a: Tensor, b: Tensor) -> Tensor:
+        return grids[cam, a, b].float()
+
+    return (at(u0, v0) * (1 - fu) + at(u1, v0) * fu) * (1 - fv) + (at(u0, v1) * (1 - fu) + at(u1, v1) * fu) * fv

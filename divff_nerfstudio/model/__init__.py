@@ -1,0 +1,1 @@
+"""The triple-stream model: field, proposal, hash encoding, compositing, language heads and queries."""

@@ -1,0 +1,249 @@
+"""The triple-stream radiance field of NeuralDiff on nerfstudio components (hash grids, small MLPs).
+
+- static stream: world position (hash grid) -> density + features; + view direction (SH) and a
+  per-image appearance code -> colour;
+- object stream: its own world-position hash grid + the temporal code z(t) -> density, colour, beta;
+- actor stream: the sample point in the camera frame of its own frame (the actor moves with the
+  camera, so it is static there) + z(t) -> density, colour, beta.
+
+The reference feeds the static MLP trunk into the object stream; with hash grids a separate, smaller
+grid for objects is cheaper and keeps object gradients out of the static geometry.
+Hash grids run through hash_encoding.py (a C++ CPU kernel, nerfstudio's encoding elsewhere). Each
+stream also returns its input features, from which the language heads (language_heads.py) read.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from jaxtyping import Float
+from nerfstudio.cameras.rays import RaySamples
+from nerfstudio.field_components.activations import trunc_exp
+from nerfstudio.field_components.embedding import Embedding
+from nerfstudio.field_components.encodings import SHEncoding
+from nerfstudio.field_components.mlp import MLP
+from nerfstudio.fields.base_field import Field
+from torch import Tensor, nn
+
+from divff_nerfstudio.model.hash_encoding import FastHashEncoding
+
+
+class DivffFieldHeadNames(Enum):
+    """Names of the field's outputs, one per stream quantity."""
+
+    STATIC_DENSITY = "static_density"
+    STATIC_RGB = "static_rgb"
+    OBJECT_DENSITY = "object_density"
+    OBJECT_RGB = "object_rgb"
+    OBJECT_BETA = "object_beta"
+    ACTOR_DENSITY = "actor_density"
+    ACTOR_RGB = "actor_rgb"
+    ACTOR_BETA = "actor_beta"
+    STATIC_FEATURES = "static_features"
+    OBJECT_FEATURES = "object_features"
+    ACTOR_FEATURES = "actor_features"
+    """Each stream's own input features (hash encoding, + temporal code): what language heads read."""
+
+
+_H = DivffFieldHeadNames
+_STREAM_HEADS: Dict[str, Dict[str, DivffFieldHeadNames]] = {
+    "density": {"static": _H.STATIC_DENSITY, "objects": _H.OBJECT_DENSITY, "actor": _H.ACTOR_DENSITY},
+    "rgb": {"static": _H.STATIC_RGB, "objects": _H.OBJECT_RGB, "actor": _H.ACTOR_RGB},
+    "beta": {"objects": _H.OBJECT_BETA, "actor": _H.ACTOR_BETA},
+    "features": {"static": _H.STATIC_FEATURES, "objects": _H.OBJECT_FEATURES, "actor": _H.ACTOR_FEATURES},
+}
+
+
+def stream_outputs(outputs: Mapping[DivffFieldHeadNames, Tensor], quantity: str) -> Dict[str, Tensor]:
+    """One quantity (density, rgb, beta, features) of the field's outputs keyed by stream name
+    (STREAMS; beta: objects and actor only): the one place head names meet stream names."""
+    return {stream: outputs[head] for stream, head in _STREAM_HEADS[quantity].items()}
+
+
+def camera_frame_positions(
+    positions: Float[Tensor, "*bs 3"], origins: Float[Tensor, "*bs 3"], rotation: Float[Tensor, "*bs 9"]
+) -> Float[Tensor, "*bs 3"]:
+    """World points in the frame of the camera that cast the ray: R^T (x - o), R = c2w rotation."""
+    rot = rotation.reshape(*rotation.shape[:-1], 3, 3)
+    return ((positions - origins).unsqueeze(-2) @ rot).squeeze(-2)
+
+
+def normalise_in_box(positions: Float[Tensor, "*bs 3"], aabb: Float[Tensor, "2 3"]) -> Float[Tensor, "*bs 3"]:
+    """Positions mapped to [0, 1]^3 by a box (outside the box: outside [0, 1])."""
+    return (positions - aabb[0]) / (aabb[1] - aabb[0])
+
+
+def inside_unit_cube(x: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs 1"]:
+    return ((x >= 0) & (x <= 1)).all(dim=-1, keepdim=True).to(x.dtype)
+
+
+class TemporalCode(nn.Module):
+    """A smooth low-rank code of time t in [0, 1]: sin/cos features times a learned matrix.
+
+    Like the reference (sin/cos of the normalised frame index, then a learned K x D matrix), with the
+    highest frequency tied to the number of frames so held-out frames between two training frames
+    get a code between theirs instead of an aliased one.
+    """
+
+    def __init__(self, num_frames: int, out_dim: int = 17, num_frequencies: int = 8, frames_per_period: float = 6.0):
+        super().__init__()
+        max_cycles = max(num_frames / frames_per_period, 1.0)
+        freqs = torch.logspace(0, torch.log10(torch.tensor(max_cycles)), num_frequencies) if num_frequencies > 1 else torch.ones(1)
+        self.register_buffer("frequencies", freqs * 2 * torch.pi, persistent=False)
+        self.linear = nn.Linear(1 + 2 * num_frequencies, out_dim)
+
+    def features(self, times: Float[Tensor, "*bs 1"]) -> Float[Tensor, "*bs k"]:
+        angles = times * self.frequencies
+        return torch.cat([times, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+    def forward(self, times: Float[Tensor, "*bs 1"]) -> Float[Tensor, "*bs out_dim"]:
+        return self.linear(self.features(times))
+
+
+def _grid(levels: int, log2_size: int, max_res: int) -> FastHashEncoding:
+    return FastHashEncoding(num_levels=levels, min_res=16, max_res=max_res, log2_hashmap_size=log2_size, features_per_level=2)
+
+
+class TransientStream(nn.Module):
+    """Object or actor stream: hash features of its coordinates + temporal code -> sigma, rgb, beta."""
+
+    def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int):
+        super().__init__()
+        self.grid = _grid(levels, log2_size, max_res)
+        self.mlp = MLP(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, implementation="torch")
+
+    def get_out_dim(self) -> int:
+        return self.mlp.in_dim
+
+    def forward(self, x: Float[Tensor, "n 3"], code: Float[Tensor, "n c"]) -> Dict[str, Float[Tensor, "n _"]]:
+        features = torch.cat([self.grid(x), code], dim=-1)
+        raw = self.mlp(features)
+        return {
+            "features": features,
+            "density": trunc_exp(raw[:, :1] - 1.0) * inside_unit_cube(x),
+            "rgb": torch.sigmoid(raw[:, 1:4]),
+            "beta": nn.functional.softplus(raw[:, 4:5]),
+        }
+
+
+class DivffField(Field):
+    """Static, object and actor streams evaluated at the same samples (see module docstring)."""
+
+    def __init__(
+        self,
+        aabb: Float[Tensor, "2 3"],
+        actor_extent: float,
+        num_images: int,
+        num_frames: int,
+        static_levels: int = 12,
+        static_log2_size: int = 17,
+        static_max_res: int = 512,
+        transient_levels: int = 8,
+        transient_log2_size: int = 15,
+        transient_max_res: int = 256,
+        hidden_dim: int = 64,
+        geo_feat_dim: int = 15,
+        appearance_dim: int = 8,
+        temporal_code_dim: int = 17,
+        temporal_frequencies: int = 8,
+        use_average_appearance_embedding: bool = True,
+    ):
+        super().__init__()
+        self.register_buffer("aabb", aabb.clone())
+        # The actor lives within arm's reach: a cube of half-size actor_extent around the camera.
+        self.register_buffer("actor_box", torch.tensor([[-1.0] * 3, [1.0] * 3]) * actor_extent)
+        self.geo_feat_dim = geo_feat_dim
+        self.use_average_appearance_embedding = use_average_appearance_embedding
+
+        self.static_grid = _grid(static_levels, static_log2_size, static_max_res)
+        self.static_mlp = MLP(self.static_grid.get_out_dim(), 2, hidden_dim, out_dim=1 + geo_feat_dim, implementation="torch")
+        self.direction_encoding = SHEncoding(levels=4, implementation="torch")
+        self.appearance = Embedding(num_images, appearance_dim)
+        self.static_rgb_mlp = MLP(
+            geo_feat_dim + self.direction_encoding.get_out_dim() + appearance_dim,
+            2,
+            hidden_dim,
+            out_dim=3,
+            out_activation=nn.Sigmoid(),
+            implementation="torch",
+        )
+        self.temporal_code = TemporalCode(num_frames, temporal_code_dim, temporal_frequencies)
+        self.objects = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim)
+        self.actor = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim)
+
+    def static_density(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor]:
+        """Static density and geometry features at world positions (also used for static exports)."""
+        density, geo, _ = self._static(positions)
+        return density, geo
+
+    def _static(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Density, geometry features and the grid encoding they come from."""
+        x = normalise_in_box(positions, self.aabb).reshape(-1, 3)
+        encoding = self.static_grid(x)
+        h = self.static_mlp(encoding)
+        density = trunc_exp(h[:, :1] - 1.0) * inside_unit_cube(x)
+        batch = positions.shape[:-1]
+        return density.reshape(*batch, 1), h[:, 1:].reshape(*batch, self.geo_feat_dim), encoding.reshape(*batch, -1)
+
+    def get_density(self, ray_samples: RaySamples) -> Tuple[Tensor, Tensor]:
+        return self.static_density(ray_samples.frustums.get_positions())
+
+    def feature_dims(self) -> Dict[str, int]:
+        """Sizes of STATIC/OBJECT/ACTOR_FEATURES, by stream."""
+        return {"static": self.static_grid.get_out_dim(), "objects": self.objects.get_out_dim(), "actor": self.actor.get_out_dim()}
+
+    def _appearance(self, ray_samples: RaySamples, n: int) -> Tensor:
+        if ray_samples.camera_indices is None:
+            return self.appearance.mean(dim=0).expand(n, -1)
+        idx = ray_samples.camera_indices.expand(*ray_samples.shape, 1).reshape(-1)
+        if self.training:
+            return self.appearance(idx)
+        if self.use_average_appearance_embedding:
+            return self.appearance.mean(dim=0).expand(n, -1)
+        return torch.zeros(n, self.appearance.out_dim, device=idx.device)
+
+    def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None) -> Dict:
+        """Static colour from the static features (`density_embedding`), and the object and actor
+        streams. Needs ray_samples.times and ray_samples.metadata['camera_rotation'] (and takes the
+        actor's camera centre from metadata['camera_origin'] when present, else the ray origin)."""
+        assert density_embedding is not None, "the static colour needs the static geometry features"
+        shape = ray_samples.shape
+        positions = ray_samples.frustums.get_positions()
+        n = positions[..., 0].numel()
+        directions = (ray_samples.frustums.directions.expand(*shape, 3).reshape(-1, 3) + 1.0) / 2.0
+        static_rgb = self.static_rgb_mlp(
+            torch.cat([density_embedding.reshape(n, -1), self.direction_encoding(directions), self._appearance(ray_samples, n)], dim=-1)
+        )
+        times = ray_samples.times.expand(*shape, 1).reshape(n, 1)
+        code = self.temporal_code(times)
+        objects = self.objects(normalise_in_box(positions, self.aabb).reshape(n, 3), code)
+        rotation = ray_samples.metadata["camera_rotation"].expand(*shape, 9)
+        # the actor's camera: the ray's own, unless the rays carry another one (a frame's actor exported)
+        origins = ray_samples.metadata.get("camera_origin", ray_samples.frustums.origins).expand(*shape, 3)
+        cam = camera_frame_positions(positions, origins, rotation)
+        actor = self.actor(normalise_in_box(cam, self.actor_box).reshape(n, 3), code)
+
+        def back(t: Tensor) -> Tensor:
+            return t.reshape(*shape, -1)
+
+        return {
+            DivffFieldHeadNames.STATIC_RGB: back(static_rgb),
+            DivffFieldHeadNames.OBJECT_DENSITY: back(objects["density"]),
+            DivffFieldHeadNames.OBJECT_RGB: back(objects["rgb"]),
+            DivffFieldHeadNames.OBJECT_BETA: back(objects["beta"]),
+            DivffFieldHeadNames.ACTOR_DENSITY: back(actor["density"]),
+            DivffFieldHeadNames.ACTOR_RGB: back(actor["rgb"]),
+            DivffFieldHeadNames.ACTOR_BETA: back(actor["beta"]),
+            DivffFieldHeadNames.OBJECT_FEATURES: back(objects["features"]),
+            DivffFieldHeadNames.ACTOR_FEATURES: back(actor["features"]),
+        }
+
+    def forward(self, ray_samples: RaySamples, compute_normals: bool = False) -> Dict[DivffFieldHeadNames, Tensor]:
+        """All streams at every sample."""
+        static_density, geo, encoding = self._static(ray_samples.frustums.get_positions())
+        outputs = self.get_outputs(ray_samples, density_embedding=geo)
+        outputs[DivffFieldHeadNames.STATIC_DENSITY] = static_density
+        outputs[DivffFieldHeadNames.STATIC_FEATURES] = encoding
+        return outputs

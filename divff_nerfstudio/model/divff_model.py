@@ -1,0 +1,319 @@
+"""The divff model: NeuralDiff's static / objects / actor decomposition with a CPU-friendly backbone.
+
+Outputs per ray: composite `rgb`, each stream alone (`rgb_static`, `rgb_objects`, `rgb_actor`,
+rendered with its own transmittance, for viewing), each stream's share of the composite
+(`accumulation_static/objects/actor`), `depth`, `beta` and `dynamic_mask` (objects + actor share:
+NeuralDiff's foreground score); each stream alone also has `depth_<stream>` and `opacity_<stream>`
+(what ns-export reads to export one stream). Loss: beta-weighted colour loss, log beta, density
+sparsity of the dynamic streams, nerfstudio's interlevel (proposal) loss.
+
+With language targets (DIV-FF), also unit CLIP and video embeddings per ray (`clip`, `video`) and
+per stream (`clip_static`, ...), trained with a Huber loss on a schedule: geometry only, then the
+language heads with geometry frozen (the geometry pass runs without gradients, which also makes
+those steps cheap), then both. A text query set on `queries` (a QuerySession) adds relevancy maps to renders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.model_components.losses import interlevel_loss
+from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, UniformSampler
+from nerfstudio.model_components.scene_colliders import NearFarCollider
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from torch import Tensor
+from torch.nn import Parameter
+from torchmetrics.functional import structural_similarity_index_measure
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from divff_nerfstudio.language.spec import LanguageSpec
+from divff_nerfstudio.model.compositing import STREAMS, composite_weights, render_stream
+from divff_nerfstudio.model.divff_field import DivffField, stream_outputs
+from divff_nerfstudio.model.language_heads import LanguageHeads, feature_loss
+from divff_nerfstudio.model.proposal_field import WorldAndCameraProposal
+from divff_nerfstudio.model.queries import QueryEncoder
+from divff_nerfstudio.model.query_session import QuerySession, camera_key
+from divff_nerfstudio.model.render_frame import RenderFrame
+
+
+class ZDepthCollider(NearFarCollider):
+    """Near/far planes given as z-depths (EPIC-Diff's convention), turned into distances along each
+    ray: an off-axis ray reaches the far plane later than the optical axis does. With distances
+    cut at the axis value, image corners lose the far wall and a stream fakes it nearer."""
+
+    def set_nears_and_fars(self, ray_bundle: RayBundle) -> RayBundle:
+        ray_bundle = super().set_nears_and_fars(ray_bundle)
+        norm = ray_bundle.metadata.get("directions_norm") if ray_bundle.metadata else None
+        if norm is not None:
+            ray_bundle.nears = ray_bundle.nears * norm
+            ray_bundle.fars = ray_bundle.fars * norm
+        return ray_bundle
+
+
+@dataclass
+class DivffModelConfig(ModelConfig):
+    """Triple-stream model; defaults are sized for training on a CPU."""
+
+    _target: Type = field(default_factory=lambda: DivffModel)
+    near_plane: Optional[float] = None
+    """Near plane (z-depth); None: 0.9 x the smallest per-frame near of the dataset."""
+    far_plane: Optional[float] = None
+    """Far plane (z-depth); None: 1.05 x the largest per-frame far of the dataset."""
+    actor_extent: Optional[float] = None
+    """Half-size of the camera-frame box the actor lives in; None: 0.6 x the median far."""
+    num_proposal_samples: int = 64
+    """Samples per ray of the proposal network."""
+    num_nerf_samples: int = 32
+    """Samples per ray of the three streams."""
+    proposal_update_every: int = 5
+    """Update the proposal network every N steps once warmed up."""
+    proposal_warmup: int = 500
+    """Steps over which proposal updates slow down from every step to every N steps."""
+    proposal_weights_anneal_slope: float = 10.0
+    proposal_weights_anneal_max_num_iters: int = 500
+    static_levels: int = 12
+    static_log2_hashmap_size: int = 17
+    static_max_res: int = 512
+    transient_levels: int = 8
+    transient_log2_hashmap_size: int = 15
+    transient_max_res: int = 256
+    hidden_dim: int = 64
+    appearance_dim: int = 8
+    temporal_code_dim: int = 17
+    """Size of z(t), the temporal code of the object and actor streams (reference: 17)."""
+    temporal_frequencies: int = 8
+    """sin/cos frequencies of the temporal code."""
+    beta_min: float = 0.03
+    """Smallest colour uncertainty (NeuralDiff: 0.03)."""
+    dynamic_density_weight: float = 0.01
+    """Weight of the mean object + actor density (sparsity: prefer the static stream)."""
+    interlevel_loss_mult: float = 1.0
+    use_average_appearance_embedding: bool = True
+    geometry_steps: int = 2000
+    """Language stage 1: steps of geometry alone (no language heads evaluated)."""
+    feature_steps: int = 500
+    """Language stage 2: steps that train only the language heads, geometry frozen; then both."""
+    language_hidden_dim: int = 64
+    clip_loss_weight: float = 1.0
+    video_loss_weight: float = 1.0
+    dino_loss_weight: float = 0.1
+    """Weight of the optional DINO head's MSE (--pipeline.datamanager.language.dino.enabled True)."""
+
+
+class DivffModel(Model):
+    config: DivffModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        meta = self.kwargs.get("metadata", {})
+        nears, fars = meta.get("nears"), meta.get("fars")
+        num_frames = int(meta.get("num_frames", self.num_train_data))
+        # Defaults come from the dataset's per-frame near/far (epic-diff metadata) when there are any.
+        near, far, actor_extent = self.config.near_plane, self.config.far_plane, self.config.actor_extent
+        if near is None:
+            near = 0.9 * float(nears.min()) if nears is not None else 0.05
+        if far is None:
+            far = 1.05 * float(fars.max()) if fars is not None else 2.0
+        if actor_extent is None:
+            actor_extent = 0.6 * (float(fars.median()) if fars is not None else far)
+        aabb = self.scene_box.aabb.float()
+
+        self.field = DivffField(
+            aabb,
+            actor_extent,
+            num_images=self.num_train_data,
+            num_frames=num_frames,
+            static_levels=self.config.static_levels,
+            static_log2_size=self.config.static_log2_hashmap_size,
+            static_max_res=self.config.static_max_res,
+            transient_levels=self.config.transient_levels,
+            transient_log2_size=self.config.transient_log2_hashmap_size,
+            transient_max_res=self.config.transient_max_res,
+            hidden_dim=self.config.hidden_dim,
+            appearance_dim=self.config.appearance_dim,
+            temporal_code_dim=self.config.temporal_code_dim,
+            temporal_frequencies=self.config.temporal_frequencies,
+            use_average_appearance_embedding=self.config.use_average_appearance_embedding,
+        )
+        self.proposal = WorldAndCameraProposal(aabb, actor_extent)
+        self.collider = ZDepthCollider(near_plane=near, far_plane=far)
+        spec: Optional[LanguageSpec] = meta.get("language")
+        self.language: Optional[LanguageHeads] = None
+        self.queries: Optional[QuerySession] = None
+        if spec is not None:
+            self.language = LanguageHeads(self.field.feature_dims(), spec.target_dims(), self.config.language_hidden_dim)
+            self.queries = QuerySession(QueryEncoder(spec.clip, spec.video))
+        self.frame = RenderFrame()
+        self.step = 0
+
+        def update_schedule(step: int) -> int:
+            return int(np.clip(np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]), 1, self.config.proposal_update_every))
+
+        self.proposal_sampler = ProposalNetworkSampler(
+            num_proposal_samples_per_ray=(self.config.num_proposal_samples,),
+            num_nerf_samples_per_ray=self.config.num_nerf_samples,
+            num_proposal_network_iterations=1,
+            single_jitter=True,
+            update_sched=update_schedule,
+            initial_sampler=UniformSampler(single_jitter=True),
+        )
+        # imported here, as nerfacto does, so compat.install() has wrapped LPIPS by now
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = structural_similarity_index_measure
+        self.lpips = LearnedPerceptualImagePatchSimilarity(normalize=True)
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        groups = {"proposal_networks": list(self.proposal.parameters()), "fields": list(self.field.parameters())}
+        if self.language is not None:
+            groups["language"] = list(self.language.parameters())
+        return groups
+
+    def stage(self) -> str:
+        """Which part of the schedule training is in: geometry, features (geometry frozen) or joint."""
+        if self.language is None or self.step < self.config.geometry_steps:
+            return "geometry"
+        return "features" if self.step < self.config.geometry_steps + self.config.feature_steps else "joint"
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+
+    def get_extra_state(self) -> Dict[str, float]:
+        """The schedule counters that are not parameters, saved with the checkpoint: the proposal
+        sampler decides from them whether this step updates the proposal network, so without them
+        a resumed run would take other steps than the uninterrupted one."""
+        sampler = self.proposal_sampler  # its counters are private in nerfstudio, with no accessor
+        return {"step": self.step, "sampler_step": sampler._step, "sampler_steps_since_update": sampler._steps_since_update}
+
+    def set_extra_state(self, state: Dict[str, float]) -> None:
+        self.step = int(state["step"])
+        self.proposal_sampler._step = int(state["sampler_step"])
+        self.proposal_sampler._steps_since_update = int(state["sampler_steps_since_update"])
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def set_anneal(step: int) -> None:
+            frac = np.clip(step / self.config.proposal_weights_anneal_max_num_iters, 0, 1)
+            b = self.config.proposal_weights_anneal_slope
+            self.proposal_sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
+
+        return [
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.set_step, update_every_num_iters=1),
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_anneal, update_every_num_iters=1),
+            TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.proposal_sampler.step_cb, update_every_num_iters=1),
+        ]
+
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """Colour and opacity, for ns-export's opacity filter: `rgb_<stream>` (or any output named
+        for a stream) goes with that stream's own opacity, everything else with the composite's."""
+        stream = next((k for k in STREAMS if output_name.endswith(f"_{k}")), None)
+        opacity = outputs[f"opacity_{stream}"] if stream else outputs["accumulation"]
+        return torch.cat([outputs[output_name][..., :3] / opacity.clamp(min=1e-10), opacity], dim=-1)
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        ray_bundle = self.frame.rays(ray_bundle, self.training)
+        stage = self.stage() if self.training else "joint"
+        with torch.set_grad_enabled(torch.is_grad_enabled() and stage != "features"):
+            outputs, out, stream_weights = self._render_geometry(ray_bundle)
+        if self.language is not None and stage != "geometry":
+            # detached weights: language never bends geometry (as LERF)
+            hidden = self.language(stream_outputs(out, "features"), {k: w.detach() for k, w in stream_weights.items()})
+            if self.training:
+                for kind in ("clip", "video"):
+                    outputs[kind] = self.language.embed(hidden, kind)["composite"]
+            else:
+                outputs.update({f"language_{k}": h for k, h in hidden.items()})
+                outputs["language_features"] = sum(hidden.values())  # shown by the viewer as PCA colours
+            if "dino" in self.language.projections:
+                outputs["dino"] = self.language.render(hidden, "dino")
+        return outputs
+
+    def _render_geometry(self, ray_bundle: RayBundle) -> Tuple[Dict[str, Tensor], Dict, Dict[str, Tensor]]:
+        ray_samples, weights_list, ray_samples_list = self.proposal_sampler(
+            ray_bundle, density_fns=[self.proposal.density_fn(ray_bundle)]
+        )
+        out = self.field(ray_samples)
+        densities, colours, betas = (stream_outputs(out, q) for q in ("density", "rgb", "beta"))
+        weights, stream_weights = composite_weights(densities, ray_samples.deltas)
+        midpoints = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2
+        outputs: Dict[str, Tensor] = {
+            "rgb": sum(render_stream(stream_weights[k], colours[k]) for k in STREAMS),
+            "accumulation": weights.sum(dim=-2),
+            "depth": render_stream(weights, midpoints) / (weights.sum(dim=-2) + 1e-10),
+        }
+        for k in STREAMS:
+            outputs[f"accumulation_{k}"] = stream_weights[k].sum(dim=-2)
+            solo = ray_samples.get_weights(densities[k])
+            outputs[f"rgb_{k}"] = render_stream(solo, colours[k])
+            # each stream alone, for exports: what it holds where the others are not in the way
+            outputs[f"opacity_{k}"] = solo.sum(dim=-2)
+            outputs[f"depth_{k}"] = render_stream(solo, midpoints) / (outputs[f"opacity_{k}"] + 1e-10)
+        outputs["dynamic_mask"] = (outputs["accumulation_objects"] + outputs["accumulation_actor"]).clamp(0, 1)
+        outputs["beta"] = sum(render_stream(stream_weights[k], b) for k, b in betas.items()) + self.config.beta_min
+        if self.training:
+            weights_list.append(weights)
+            ray_samples_list.append(ray_samples)
+            outputs["weights_list"] = weights_list
+            outputs["ray_samples_list"] = ray_samples_list
+            outputs["mean_dynamic_density"] = (densities["objects"].mean() + densities["actor"].mean())[None]
+        return outputs, out, stream_weights
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        image = batch["image"].to(self.device)
+        return {"psnr": self.psnr(outputs["rgb"], image), "mean_beta": outputs["beta"].mean()}
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        image = batch["image"].to(self.device)
+        beta = outputs["beta"]
+        loss = {
+            "rgb_loss": ((outputs["rgb"] - image) ** 2 / (2 * beta**2)).mean(),
+            "beta_loss": torch.log(beta).mean(),
+        }
+        for kind, weight in (("clip", self.config.clip_loss_weight), ("video", self.config.video_loss_weight)):
+            if kind in outputs and kind in batch:
+                loss[f"{kind}_loss"] = weight * feature_loss(outputs[kind], batch[kind].to(self.device))
+        if self.training and "dino" in outputs and "dino" in batch:
+            loss["dino_loss"] = self.config.dino_loss_weight * ((outputs["dino"] - batch["dino"].to(self.device)) ** 2).mean()
+        if self.training:
+            loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
+            loss["interlevel_loss"] = self.config.interlevel_loss_mult * interlevel_loss(
+                outputs["weights_list"], outputs["ray_samples_list"]
+            )
+        return loss
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+        """Render a camera that may not come from the dataset (see RenderFrame.camera); with a
+        query, add its relevancy maps, re-using the last render when only the query changed."""
+        camera = self.frame.camera(camera)
+        if self.queries is None:
+            return super().get_outputs_for_camera(camera, obb_box=obb_box)
+        key = camera_key(camera, self.step, self.training) if obb_box is None else None
+        outputs = self.queries.cached_render(key, lambda: super(DivffModel, self).get_outputs_for_camera(camera, obb_box=obb_box))
+        outputs.update(self.queries.relevancy(outputs, self.language))
+        return outputs
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        gt = batch["image"].to(self.device)[..., :3]
+        pred = outputs["rgb"]
+        gt_chw, pred_chw = torch.moveaxis(gt, -1, 0)[None], torch.moveaxis(pred, -1, 0)[None]
+        metrics = {
+            "psnr": float(self.psnr(gt_chw, pred_chw)),
+            "ssim": float(self.ssim(gt_chw, pred_chw)),
+            "lpips": float(self.lpips(gt_chw, pred_chw)),
+        }
+        mask = colormaps.apply_colormap(outputs["dynamic_mask"])
+        streams = torch.cat([outputs["rgb_static"], outputs["rgb_objects"], outputs["rgb_actor"]], dim=1)
+        images = {"img": torch.cat([gt, pred], dim=1), "streams": streams, "dynamic_mask": mask}
+        images["depth"] = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        return metrics, images
