@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from dataparsers.epic_diff import EpicDiffDataParserConfig
 from divff_nerfstudio.data.divff_datamanager import DivffDataManagerConfig
+from divff_nerfstudio.engine.optimizers import FusedAdamOptimizerConfig
 from divff_nerfstudio.engine.trainer import DivffTrainerConfig
 from divff_nerfstudio.model.divff_model import DivffModelConfig
 from divff_nerfstudio.utils import compat
@@ -42,14 +42,14 @@ divff_method = MethodSpecification(
         ),
         optimizers={
             "proposal_networks": {
-                "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
+                "optimizer": FusedAdamOptimizerConfig(lr=1e-2, eps=1e-15),
                 "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-3, max_steps=3000),
             },
             "fields": {
-                "optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15),
+                "optimizer": FusedAdamOptimizerConfig(lr=1e-2, eps=1e-15),
                 "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-3, max_steps=3000),
             },
-            "language": {"optimizer": AdamOptimizerConfig(lr=5e-3, eps=1e-15), "scheduler": None},
+            "language": {"optimizer": FusedAdamOptimizerConfig(lr=5e-3, eps=1e-15), "scheduler": None},
         },
         viewer=ViewerConfig(num_rays_per_chunk=4096, websocket_host="127.0.0.1"),
         vis="viewer",

@@ -194,15 +194,16 @@ class DivffField(Field):
         """Sizes of STATIC/OBJECT/ACTOR_FEATURES, by stream."""
         return {"static": self.static_grid.get_out_dim(), "objects": self.objects.get_out_dim(), "actor": self.actor.get_out_dim()}
 
-    def _appearance(self, ray_samples: RaySamples, n: int) -> Tensor:
+    def _appearance(self, ray_samples: RaySamples) -> Float[Tensor, "*bs samples a"]:
+        """Per ray (looked up once, not once per sample), broadcast over its samples."""
+        shape = (*ray_samples.shape, self.appearance.out_dim)
         if ray_samples.camera_indices is None:
-            return self.appearance.mean(dim=0).expand(n, -1)
-        idx = ray_samples.camera_indices.expand(*ray_samples.shape, 1).reshape(-1)
+            return self.appearance.mean(dim=0).expand(shape)
         if self.training:
-            return self.appearance(idx)
+            return self.appearance(ray_samples.camera_indices[..., :1, 0]).expand(shape)
         if self.use_average_appearance_embedding:
-            return self.appearance.mean(dim=0).expand(n, -1)
-        return torch.zeros(n, self.appearance.out_dim, device=idx.device)
+            return self.appearance.mean(dim=0).expand(shape)
+        return torch.zeros(shape, device=ray_samples.camera_indices.device)
 
     def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None) -> Dict:
         """Static colour from the static features (`density_embedding`), and the object and actor
@@ -214,10 +215,10 @@ class DivffField(Field):
         n = positions[..., 0].numel()
         directions = (ray_samples.frustums.directions.expand(*shape, 3).reshape(-1, 3) + 1.0) / 2.0
         static_rgb = self.static_rgb_mlp(
-            torch.cat([density_embedding.reshape(n, -1), self.direction_encoding(directions), self._appearance(ray_samples, n)], dim=-1)
+            torch.cat([density_embedding.reshape(n, -1), self.direction_encoding(directions), self._appearance(ray_samples).reshape(n, -1)], dim=-1)
         )
-        times = ray_samples.times.expand(*shape, 1).reshape(n, 1)
-        code = self.temporal_code(times)
+        # z(t) per ray, broadcast over its samples (rays carry one time)
+        code = self.temporal_code(ray_samples.times[..., :1, :]).expand(*shape, -1).reshape(n, -1)
         objects = self.objects(normalise_in_box(positions, self.aabb).reshape(n, 3), code)
         rotation = ray_samples.metadata["camera_rotation"].expand(*shape, 9)
         # the actor's camera: the ray's own, unless the rays carry another one (a frame's actor exported)
