@@ -15,7 +15,7 @@ iterations=${ITERATIONS:-3000}
 query=${QUERY:-hand}
 clip=outputs/test_clip/divff_tiny_clip.pt
 if [ ! -f "$scene/meta.json" ]; then
-  divff-make-scene "$scene" --seed 0 --frames 120
+  divff-make-scene "$scene" clean --seed 0 --frames 120
 fi
 if [ ! -f "$clip" ]; then
   divff-train-test-clip --out "$clip" --hold-out-from "$scene"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Literal
 
@@ -23,8 +23,9 @@ from rich.progress import Progress
 
 from dataparsers.annotations import AFFORDANCE_FILE, NARRATION_PREFIX
 from dataparsers.epic_diff_scene import staged_folder
+from divff_nerfstudio.synthetic.camera_effects import CameraEffects, CameraResponse
 from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
-from divff_nerfstudio.synthetic.scene import KitchenClip
+from divff_nerfstudio.synthetic.scene import ClipMotion, KitchenClip
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
 
 AFFORDANCES = ("carrying",)
@@ -59,6 +60,26 @@ class SceneConfig:
     """Image file format of frames/ and annotations/."""
     texture_detail: float = 0.0
     """Contrast of fine speckle on static surfaces (0: none); 0.5 lets COLMAP pose the frames (own-video tests)."""
+    motion: ClipMotion = field(default_factory=ClipMotion)
+    """Harder motion: objects held for long, hands passing in front of objects, printed objects."""
+    camera: CameraEffects = field(default_factory=CameraEffects)
+    """What the camera does to the frames: exposure and white-balance drift, motion blur, noise, JPEG."""
+
+    @classmethod
+    def hard(cls, **overrides) -> "SceneConfig":
+        """The benchmark's harder scene: what real head-mounted footage has and the clean scene lacks
+        (an object held for a fifth of the clip, hands passing in front of objects, printed objects,
+        exposure and white-balance drift, motion blur, noise, JPEG frames)."""
+        return cls(
+            texture_detail=0.3,
+            motion=ClipMotion(long_carry=0.2, hand_passes=3, object_texture=0.6),
+            camera=CameraEffects(exposure_drift=0.2, white_balance_drift=0.05, motion_blur=0.5, noise=0.015, jpeg_quality=85),
+            **overrides,
+        )
+
+    def frame_name(self, frame_id: int) -> str:
+        suffix = "jpg" if self.camera.jpeg_quality > 0 else self.image_format
+        return f"IMG_{frame_id:010d}.{suffix}"
 
     def intrinsics(self) -> Intrinsics:
         fx = self.width / 2 / np.tan(np.radians(self.hfov_deg) / 2)
@@ -85,11 +106,12 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
     out = Path(out)
     if cfg.frames < 10:
         raise ValueError(f"--frames must be at least 10 to have test and val frames, got {cfg.frames}")
-    clip = KitchenClip(cfg.seed, cfg.frames, cfg.objects, texture_detail=cfg.texture_detail)
+    clip = KitchenClip(cfg.seed, cfg.frames, cfg.objects, texture_detail=cfg.texture_detail, motion=cfg.motion)
+    camera = CameraResponse(cfg.camera, cfg.frames, cfg.seed)
     intr = cfg.intrinsics()
     splits = split_indices(cfg.frames)
     ids = [cfg.first_id + k * cfg.id_stride for k in range(cfg.frames)]
-    names = [f"IMG_{frame_id:010d}.{cfg.image_format}" for frame_id in ids]
+    names = [cfg.frame_name(frame_id) for frame_id in ids]
     test = set(splits["test"])
 
     with staged_folder(out, overwrite) as tmp:
@@ -103,8 +125,12 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
             task = progress.add_task(f"rendering {out.name}", total=cfg.frames)
             for k, (frame_id, name) in enumerate(zip(ids, names)):
                 render = render_frame(clip, k, intr, cfg.supersample, labels=k in test)
-                rgb8 = np.round(render.rgb * 255).astype(np.uint8)
-                Image.fromarray(rgb8).save(tmp / "frames" / name)
+                rgb = render.rgb
+                if cfg.camera.any_colour_effect():
+                    rgb = camera.apply(rgb, k, render.pixel_depth(), render.actor_coverage, intr.K, clip.c2w)
+                rgb8 = np.round(rgb * 255).astype(np.uint8)
+                options = {"quality": cfg.camera.jpeg_quality} if cfg.camera.jpeg_quality > 0 else {}
+                Image.fromarray(rgb8).save(tmp / "frames" / name, **options)
                 nears[str(frame_id)] = float(np.quantile(render.depth, 0.001))
                 fars[str(frame_id)] = float(np.quantile(render.depth, 0.999))
                 if k in test:
@@ -136,7 +162,8 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
 
 def _write_test_frame(root: Path, name: str, labels: np.ndarray, depth: np.ndarray, clip: KitchenClip, via: dict) -> None:
     dynamic = labels > 0
-    Image.fromarray((dynamic * 255).astype(np.uint8)).save(root / "annotations" / name)
+    lossless = name if Path(name).suffix != ".jpg" else f"{Path(name).stem}.png"  # masks are never JPEG'd
+    Image.fromarray((dynamic * 255).astype(np.uint8)).save(root / "annotations" / lossless)
     np.savez_compressed(root / "gt" / f"{Path(name).stem}.npz", depth=depth.astype(np.float32), labels=labels)
     regions = []
     for obj in clip.objects:

@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 
 from divff_nerfstudio.synthetic.scene import KitchenClip
+from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
 
 _LIGHT = np.array([0.3, -0.6, 2.3])
 
@@ -50,6 +51,13 @@ class FrameRender:
     rgb: np.ndarray  # (H, W, 3) float in [0, 1]
     depth: np.ndarray  # (H, W) z-depth in metres, or (H*ss, W*ss) without labels
     labels: Optional[np.ndarray]  # (H, W) uint8: 0 static, 1..K object id, ACTOR_ID actor
+    actor_coverage: np.ndarray  # (H, W) fraction of each pixel's colour rays that hit the actor
+
+    def pixel_depth(self) -> np.ndarray:
+        """(H, W) z-depth, averaged over each pixel's rays where it was cast supersampled."""
+        h, w = self.rgb.shape[:2]
+        ss = self.depth.shape[0] // h
+        return self.depth.reshape(h, ss, w, ss).mean(axis=(1, 3))
 
 
 def render_frame(clip: KitchenClip, frame: int, intr: Intrinsics, supersample: int = 1, labels: bool = False) -> FrameRender:
@@ -60,9 +68,11 @@ def render_frame(clip: KitchenClip, frame: int, intr: Intrinsics, supersample: i
     ground-truth depth and labels at frame resolution.
     """
     rgb, depth, ids = _cast(clip, frame, intr, supersample)
+    ss = supersample
+    coverage = (ids == ACTOR_ID).reshape(intr.height, ss, intr.width, ss).mean(axis=(1, 3))
     if labels and supersample > 1:
         _, depth, ids = _cast(clip, frame, intr, 1, colour=False)
-    return FrameRender(rgb, depth, ids if labels else None)
+    return FrameRender(rgb, depth, ids if labels else None, coverage)
 
 
 def _cast(clip: KitchenClip, frame: int, intr: Intrinsics, ss: int, colour: bool = True):

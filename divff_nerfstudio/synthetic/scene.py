@@ -65,6 +65,24 @@ class MovableObject:
 
 
 @dataclass
+class ClipMotion:
+    """How objects and hands move beyond the clean default (flags of divff-make-scene; 0: clean)."""
+
+    long_carry: float = 0.0
+    """Fraction of the clip during which one object is held in the hand, close to the body, and so
+    moves with the head (0: every object is carried only briefly). The case where NeuralDiff-style
+    models give the object to the actor."""
+    hand_passes: int = 0
+    """Times a hand sweeps in front of a resting object without taking it (occlusion by the actor)."""
+    object_texture: float = 0.0
+    """Contrast of a printed pattern (stripes, dots, checks) on each object (0: plain colour)."""
+
+
+_HOLD_CAM = np.array([0.07, -0.16, -0.33])
+"""Where a held object sits in camera space (OpenGL: right, up, back): low, in front of the chest."""
+
+
+@dataclass
 class MoveEvent:
     """A hand reaches an object, carries it along an arc and returns: frame fractions of the clip."""
 
@@ -75,6 +93,9 @@ class MoveEvent:
     end: float
     hand: str  # "left" or "right"
     destination: Tuple[float, float]  # x, y on the counter where the object is put down
+    held: bool = False
+    """Held close to the body between pick and place (moves with the head) instead of carried
+    along an arc over the counter; the head does not glance at it."""
 
 
 def make_object_geometry(shape: str, size: float) -> Tuple[Callable, float, float]:
@@ -118,16 +139,27 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
 class KitchenClip:
     """The whole clip, decided from a seed: layout, objects, motion of camera, objects and hands."""
 
-    def __init__(self, seed: int, num_frames: int, num_objects: int = 4, exclude: Sequence[str] = (), texture_detail: float = 0.0):
+    def __init__(
+        self,
+        seed: int,
+        num_frames: int,
+        num_objects: int = 4,
+        exclude: Sequence[str] = (),
+        texture_detail: float = 0.0,
+        motion: ClipMotion = ClipMotion(),
+    ):
         """`exclude`: object labels ("red cube") never to use, e.g. combinations held out of a test CLIP.
         `texture_detail`: contrast of a fine albedo speckle on the static surfaces (0: none, the
         scene unchanged); structure from motion needs it, as SIFT finds few stable corners on the
-        smooth procedural textures alone."""
+        smooth procedural textures alone. `motion`: harder motion (its options at 0 leave the clip
+        as it was, draw for draw)."""
         if num_frames < 2:
             raise ValueError("a clip needs at least 2 frames")
         if not 1 <= num_objects <= 8:
             raise ValueError("num_objects must be between 1 and 8")
         self.rng = np.random.default_rng(seed)
+        self.extra_rng = np.random.default_rng([seed, 4])  # what motion options draw: the rest stays the seed's
+        self.motion = motion
         self.num_frames = num_frames
         self.s = np.linspace(0.0, 1.0, num_frames)
         self.noise = ValueNoise(self.rng)
@@ -142,6 +174,8 @@ class KitchenClip:
         self.events = self._schedule_events()
         self._move_objects()
         self.c2w = self._camera_path()  # same head motion, now glancing at the objects being moved
+        self._hold_close()
+        self.patterns = [self._pattern() for _ in self.objects] if motion.object_texture > 0 else None
         self.wrists = self._hand_path()  # {"left"/"right": (N, 3) in camera space}
 
     # ----------------------------------------------------------------------------------- layout
@@ -195,7 +229,7 @@ class KitchenClip:
             axis=1,
         )
         roll = self._sines((1.1, 2.3), (0.03, 0.015), rng)
-        for event in self.events:
+        for event in (e for e in self.events if not e.held):
             obj = self.objects[event.object_id - 1]
             w = smoothstep((self.s - event.start) / 0.05) * (1 - smoothstep((self.s - event.end) / 0.05))
             target = obj.positions[:, :2]
@@ -210,14 +244,20 @@ class KitchenClip:
         """Each object is carried once, in turn, with quiet gaps between moves."""
         k = len(self.objects)
         busy = 0.7
-        length = busy / k
-        gap = (1 - busy) / (k + 1)
+        lengths = [busy / k] * k
+        if self.motion.long_carry > 0:  # the first event holds its object for long_carry of the clip
+            lengths[0] = self.motion.long_carry / 0.8
+            rest = max(0.85 - lengths[0], 0.08 * (k - 1))
+            lengths[1:] = [rest / max(k - 1, 1)] * (k - 1)
+        gap = (1 - sum(lengths)) / (k + 1)
+        if gap <= 0:
+            raise ValueError(f"long_carry {self.motion.long_carry} leaves no time for the other {k - 1} objects' moves")
         events = []
         order = self.rng.permutation(k)
         taken = [obj.positions[0, :2] for obj in self.objects]
         for e, idx in enumerate(order):
             obj = self.objects[idx]
-            start = gap * (e + 1) + length * e
+            start, length = gap * (e + 1) + sum(lengths[:e]), lengths[e]
             frame = int(round(start * (self.num_frames - 1)))
             w2c_rot = self.c2w[frame, :, :3].T
             cam_x = w2c_rot[0] @ (obj.positions[frame] - self.c2w[frame, :, 3])
@@ -231,8 +271,10 @@ class KitchenClip:
             else:
                 raise RuntimeError("no free spot far enough from where the object rests")
             taken = others + [b]
-            span = (start, start + 0.25 * length, start + 0.75 * length, start + length)
-            events.append(MoveEvent(obj.object_id, *span, hand, (float(b[0]), float(b[1]))))
+            held = e == 0 and self.motion.long_carry > 0
+            pick, place = (0.1, 0.9) if held else (0.25, 0.75)
+            span = (start, start + pick * length, start + place * length, start + length)
+            events.append(MoveEvent(obj.object_id, *span, hand, (float(b[0]), float(b[1])), held))
         return events
 
     def _move_objects(self) -> None:
@@ -245,6 +287,25 @@ class KitchenClip:
             path[:, 2] += 0.12 * np.sin(np.pi * u)
             obj.positions = path
             obj.yaws = obj.yaws + smoothstep(u) * float(self.rng.uniform(-1.2, 1.2))
+
+    def _hold_close(self) -> None:
+        """A held object: lifted from the counter to a place in front of the chest, kept there in the
+        camera frame (so it moves with the head), then put down at its destination."""
+        for event in (e for e in self.events if e.held):
+            obj = self.objects[event.object_id - 1]
+            held_world = np.einsum("nij,j->ni", self.c2w[:, :, :3], _HOLD_CAM) + self.c2w[:, :, 3]
+            u = np.clip((self.s - event.pick) / (event.place - event.pick), 0, 1)
+            w = (smoothstep(u / 0.15) * (1 - smoothstep((u - 0.85) / 0.15)))[:, None]
+            obj.positions = obj.positions * (1 - w) + held_world * w
+
+    def _pattern(self) -> Callable[[np.ndarray], np.ndarray]:
+        """A printed pattern in an object's own frame: (N, 3) local points -> (N,) in [0, 1]."""
+        kind, scale = self.extra_rng.integers(3), self.extra_rng.uniform(0.012, 0.025)
+        if kind == 0:  # stripes around the object
+            return lambda q: (np.sin(q[:, 2] / scale * np.pi) > 0).astype(float)
+        if kind == 1:  # dots
+            return lambda q: (np.hypot(*(((q[:, :2] / scale) % 1.0) - 0.5).T) < 0.3).astype(float)
+        return lambda q: ((np.floor(q[:, 0] / scale) + np.floor(q[:, 1] / scale) + np.floor(q[:, 2] / scale)) % 2).astype(float)
 
     def _hand_path(self) -> Dict[str, np.ndarray]:
         """Wrist positions in camera space: a rest pose with jitter, reaching out during events."""
@@ -262,7 +323,28 @@ class KitchenClip:
             back = 1 - smoothstep((self.s - event.place) / (event.end - event.place))
             w = np.minimum(reach, back)[:, None]
             wrists[event.hand] = wrists[event.hand] * (1 - w) + grip_cam * w
+        for _ in range(self.motion.hand_passes):
+            self._pass_in_front(wrists)
         return wrists
+
+    def _pass_in_front(self, wrists: Dict[str, np.ndarray]) -> None:
+        """A hand sweeps over a resting object, between it and the camera, and goes back: at a time
+        when no object is being moved, towards an object the camera sees."""
+        busy = [(e.start, e.end) for e in self.events]
+        for _ in range(200):
+            centre = float(self.extra_rng.uniform(0.05, 0.95))
+            if all(centre + 0.05 < a or centre - 0.05 > b for a, b in busy):
+                break
+        frame = int(round(centre * (self.num_frames - 1)))
+        rot, eye = self.c2w[frame, :, :3], self.c2w[frame, :, 3]
+        seen = [obj for obj in self.objects if ((obj.positions[frame] - eye) @ rot)[2] < 0]
+        obj = seen[int(self.extra_rng.integers(len(seen)))] if seen else self.objects[0]
+        # a point a third of the way from the object to the eye, a little above it
+        target_world = obj.positions + (eye - obj.positions) / 3 + np.array([0.0, 0.0, 0.04])
+        target = np.einsum("nji,nj->ni", self.c2w[:, :, :3], target_world - self.c2w[:, :, 3])
+        side = "right" if target[frame, 0] >= 0 else "left"
+        w = np.exp(-0.5 * ((self.s - centre) / 0.02) ** 2)[:, None]
+        wrists[side] = wrists[side] * (1 - w) + target * w
 
     # -------------------------------------------------------------------------------- per frame
     def carried(self, frame: int) -> List[int]:
@@ -271,14 +353,19 @@ class KitchenClip:
 
     def object_surfaces(self, frame: int) -> List[Surface]:
         out = []
-        for obj in self.objects:
+        for k, obj in enumerate(self.objects):
             colour = np.array(COLOURS[obj.colour])
-
-            def albedo(p: np.ndarray, nrm: np.ndarray, colour=colour) -> np.ndarray:
-                return np.broadcast_to(colour, p.shape).copy()
-
             rotation = prim.rotation_z(obj.yaws[frame])
-            shape = prim.Shape(obj.intersect_local, obj.positions[frame], rotation, obj.bound_radius)
+            centre = obj.positions[frame]
+            pattern = self.patterns[k] if self.patterns is not None else None
+
+            def albedo(p: np.ndarray, nrm: np.ndarray, colour=colour, pattern=pattern, centre=centre, rotation=rotation) -> np.ndarray:
+                if pattern is None:
+                    return np.broadcast_to(colour, p.shape).copy()
+                printed = pattern((p - centre) @ rotation)[:, None] * self.motion.object_texture
+                return colour * (1 - printed) + (1 - colour) * printed  # the pattern in the complementary colour
+
+            shape = prim.Shape(obj.intersect_local, centre, rotation, obj.bound_radius)
             out.append(Surface(shape, albedo, obj.object_id))
         return out
 

@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from divff_nerfstudio.synthetic import primitives as prim
-from divff_nerfstudio.synthetic.scene import KitchenClip
+from divff_nerfstudio.synthetic.scene import ClipMotion, KitchenClip
 
 _FAR = 10.0  # metres: a start point surely outside every object
 
@@ -30,7 +30,8 @@ class SceneTruth:
         truth = json.loads(path.read_text())
         cfg = truth["config"]
         self.ids: List[int] = [cfg["first_id"] + k * cfg["id_stride"] for k in range(cfg["frames"])]
-        self.clip = KitchenClip(cfg["seed"], cfg["frames"], cfg["objects"])
+        motion = ClipMotion(**cfg.get("motion", {}))
+        self.clip = KitchenClip(cfg["seed"], cfg["frames"], cfg["objects"], motion=motion)
         self.labels: Dict[int, str] = {o["id"]: o["label"] for o in truth["objects"]}
         for written, obj in zip(truth["objects"], self.clip.objects):
             expected = np.array([written["positions"][str(i)] for i in self.ids])
