@@ -140,3 +140,16 @@ def test_near_far_are_z_depths_so_off_axis_rays_reach_further():
     out = collider(bundle)
     torch.testing.assert_close(out.fars, torch.tensor([[2.0], [2.5]]))  # both end on the plane z = -2
     torch.testing.assert_close(out.nears, torch.tensor([[0.1], [0.125]]))
+
+
+def test_image_exposure_starts_as_identity_and_corrects_per_image():
+    from divff_nerfstudio.model.exposure import ImageExposure
+
+    exposure = ImageExposure(4)
+    rgb = torch.rand(6, 3)
+    cams = torch.tensor([[0], [1], [2], [3], [0], [1]])
+    assert torch.equal(exposure(rgb, cams), rgb), "no correction until learned"
+    with torch.no_grad():
+        exposure.correction.weight[1, :3] = math.log(2.0)
+    out = exposure(rgb, cams)
+    assert torch.allclose(out[[1, 5]], 2 * rgb[[1, 5]]) and torch.equal(out[[0, 2, 3, 4]], rgb[[0, 2, 3, 4]])

@@ -2,7 +2,8 @@
 
 When training starts (test_mode "val") the target grids of every training frame are loaded from the
 feature cache or extracted into it (language/target_grids.py); each training batch then carries
-`clip`, `video` (and `dino`) targets for its pixels. The model learns which heads it needs from the
+`clip`, `video` (and `dino`) targets for its pixels; with the motion prior, also `motion`, the
+optical-flow evidence that the pixel moves (motion_evidence.py). The model learns which heads it needs from the
 train dataset's metadata["language"] (a LanguageSpec), which needs no weights, so ns-viewer /
 ns-render / ns-eval never extract or download anything.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Tuple, Type, Union
+from typing import Dict, Literal, Optional, Tuple, Type, Union
 
 import torch
+from rich.progress import track
+from torch import Tensor
 
+from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evidence
 from divff_nerfstudio.engine.random_state import fenced_random_states
 from divff_nerfstudio.language.spec import LanguageTargetsConfig
 from divff_nerfstudio.language.target_grids import TargetExtraction, TargetGrids, lookup_targets
@@ -26,6 +30,7 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, Va
 class DivffDataManagerConfig(VanillaDataManagerConfig):
     _target: Type = field(default_factory=lambda: DivffDataManager)
     language: LanguageTargetsConfig = field(default_factory=LanguageTargetsConfig)
+    motion_prior: MotionPriorConfig = field(default_factory=MotionPriorConfig)
 
 
 class DivffDataManager(VanillaDataManager):
@@ -42,6 +47,9 @@ class DivffDataManager(VanillaDataManager):
     ):
         super().__init__(config, device, test_mode, world_size, local_rank, **kwargs)
         self.targets = TargetGrids()
+        self.motion: Optional[Tensor] = None
+        """(frames, h, w) evidence in [0, 1] that a training pixel moves (with the motion prior;
+        computed at the first training batch, so loading a run to view or render never does)."""
         language = self.config.language
         if not language.enabled:
             return
@@ -58,4 +66,15 @@ class DivffDataManager(VanillaDataManager):
         size = (int(cameras.height[0]), int(cameras.width[0]))
         for kind, grids in self.targets.grids.items():
             batch[kind] = lookup_targets(grids, batch["indices"], size).to(self.device)
+        if self.config.motion_prior.enabled:
+            if self.motion is None:
+                self.motion = self._motion_evidence()
+            cam, y, x = batch["indices"].long().unbind(-1)
+            batch["motion"] = self.motion[cam, y, x].float()[:, None].to(self.device)
         return ray_bundle, batch
+
+    def _motion_evidence(self) -> Tensor:
+        dataset = self.train_dataset
+        images = [dataset.get_image_float32(i)[..., :3] for i in track(range(len(dataset)), description="optical flow")]
+        frame_index = [int(f) for f in dataset.metadata["frame_index"]]
+        return motion_evidence(images, dataset.cameras, frame_index, self.config.motion_prior)

@@ -1,0 +1,1 @@
+"""Training data: the datamanager (rays + language targets) and frame ids <-> times."""

@@ -1,0 +1,27 @@
+"""A colour gain and offset per training image, applied to the composite while training.
+
+Head-mounted cameras change exposure and white balance from frame to frame. Left to the streams,
+a frame that is brighter than its neighbours is explained most cheaply by a dynamic stream laid
+over the whole view (a ghost of the room in the objects stream); the static stream's appearance
+code only reaches the static colour. A per-image affine colour correction of the composite takes
+that change out of every stream. Renders (evaluation, viewer, exports) use none: the scene under
+its average exposure.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+
+class ImageExposure(nn.Module):
+    def __init__(self, num_images: int):
+        super().__init__()
+        self.correction = nn.Embedding(num_images, 6)
+        """Per image: log gain (3) and offset (3) per channel; zeros: no correction."""
+        nn.init.zeros_(self.correction.weight)
+
+    def forward(self, rgb: Float[Tensor, "*bs 3"], camera_indices: Int[Tensor, "*bs 1"]) -> Float[Tensor, "*bs 3"]:
+        correction = self.correction(camera_indices[..., 0])
+        return rgb * torch.exp(correction[..., :3]) + correction[..., 3:]
