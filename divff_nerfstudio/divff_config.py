@@ -41,7 +41,7 @@ divff_method = MethodSpecification(
             # 1024 rays x 32 samples x 64 hidden floats = 8 MB per activation: glibc serves that from its
             # heap; at 4096 rays (32 MB, above its largest mmap threshold) every activation of every
             # chunk was fresh memory to fault in (measured, 228x128 frame: 2.06 s at 4096, 1.53 s at 1024)
-            model=DivffModelConfig(eval_num_rays_per_chunk=1024, image_exposure=True),
+            model=DivffModelConfig(eval_num_rays_per_chunk=1024),
         ),
         optimizers={
             "proposal_networks": {

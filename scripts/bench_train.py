@@ -40,9 +40,10 @@ SCENES: Dict[str, SceneConfig] = {"clean": SceneConfig(seed=21), "hard": SceneCo
 """Benchmark scenes, generated under --data-dir when missing."""
 
 
-def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int) -> Trainer:
+def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42) -> Trainer:
     config = copy.deepcopy(config)
     config.machine.device_type = "cpu"
+    config.machine.seed = seed
     config.data = scene
     config.pipeline.datamanager.data = scene
     config.pipeline.datamanager.dataparser = EpicDiffDataParserConfig(data=scene)
@@ -84,12 +85,12 @@ def render_seconds(trainer: Trainer, repeats: int = 3) -> float:
 
 
 def bench_scene(
-    name: str, scene: Path, minutes: Tuple[float, ...], rays: int, out: Path, motion_prior: bool, image_exposure: bool
+    name: str, scene: Path, minutes: Tuple[float, ...], rays: int, out: Path, motion_prior: bool, image_exposure: bool, seed: int
 ) -> Dict:
     config = copy.deepcopy(divff_geometry_method.config)
     config.pipeline.datamanager.motion_prior.enabled = motion_prior
     config.pipeline.model.image_exposure = image_exposure
-    trainer = build_trainer(config, scene, rays, out / name, max_steps=10**6)
+    trainer = build_trainer(config, scene, rays, out / name, max_steps=10**6, seed=seed)
     rows: List[dict] = []
     trained, step, chunk = 0.0, 0, 20
     for mark in minutes:
@@ -110,7 +111,8 @@ def main(
     rays: int = 1024,
     nerfacto_steps: int = 20,
     motion_prior: bool = False,
-    image_exposure: bool = True,
+    image_exposure: bool = False,
+    seed: int = 42,
     data_dir: Path = Path("data/EPIC-Diff"),
     output_dir: Path = Path("outputs/bench"),
 ) -> None:
@@ -124,7 +126,8 @@ def main(
         rays: Rays per training batch (both methods).
         nerfacto_steps: Timed nerfacto steps (after 3 warm-up steps).
         motion_prior: Train with the optical-flow motion prior.
-        image_exposure: Learn a colour gain and offset per training image (divff's default).
+        image_exposure: Learn a colour gain and offset per training image (--pipeline.model.image-exposure).
+        seed: Training seed (--machine.seed): run twice with others to see the spread.
         data_dir: Where the benchmark scenes are (generated when missing).
         output_dir: Where runs and bench_train.json go.
     """
@@ -135,7 +138,7 @@ def main(
         scene = data_dir / f"BENCH_{name.upper()}_{SCENES[name].seed:02d}"
         if not (scene / "meta.json").is_file():
             write_scene(scene, SCENES[name])
-        results[name] = bench_scene(name, scene, minutes, rays, output_dir, motion_prior, image_exposure)
+        results[name] = bench_scene(name, scene, minutes, rays, output_dir, motion_prior, image_exposure, seed)
     last = results[scenes[-1]]
     trainer = last.pop("trainer")
     render_s = render_seconds(trainer)
@@ -148,7 +151,7 @@ def main(
     for name, result in results.items():
         result.pop("trainer", None)
         table = Table(title=f"divff on {Path(result['scene']).name} ({name}), {threads} threads, {rays} rays/batch"
-                      + (", motion prior" if motion_prior else "") + ("" if image_exposure else ", no image exposure"))  # fmt: skip
+                      + (", motion prior" if motion_prior else "") + (", image exposure" if image_exposure else ""))  # fmt: skip
         for col in ("minutes", "steps", "rays/s", "mAP", "PSNR", "mAP objects", "mAP actor"):
             table.add_column(col)
         for r in result["curve"]:
@@ -161,7 +164,7 @@ def main(
     CONSOLE.print(f"render: one {int(trainer.pipeline.datamanager.eval_dataset.cameras.width[0])}x"
                   f"{int(trainer.pipeline.datamanager.eval_dataset.cameras.height[0])} frame with every output in {render_s:.2f} s")  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = {"threads": threads, "rays": rays, "motion_prior": motion_prior, "image_exposure": image_exposure, "scenes": results,
+    report = {"threads": threads, "rays": rays, "seed": seed, "motion_prior": motion_prior, "image_exposure": image_exposure, "scenes": results,
               "divff_rays_per_s": divff_rays, "nerfacto_rays_per_s": nerfacto_rays, "render_s": render_s}  # fmt: skip
     path = output_dir / "bench_train.json"
     path.write_text(json.dumps(report, indent=2))

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Dict, Literal, Optional, Tuple, Type, Union
 
 import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from rich.progress import track
 from torch import Tensor
 
@@ -22,8 +24,6 @@ from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evid
 from divff_nerfstudio.engine.random_state import fenced_random_states
 from divff_nerfstudio.language.spec import LanguageTargetsConfig
 from divff_nerfstudio.language.target_grids import TargetExtraction, TargetGrids, lookup_targets
-from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 
 
 @dataclass

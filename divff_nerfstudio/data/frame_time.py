@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.pipelines.base_pipeline import Pipeline
 

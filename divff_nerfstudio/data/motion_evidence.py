@@ -21,9 +21,8 @@ import cv2
 import numpy as np
 import torch
 from jaxtyping import Float, UInt8
-from torch import Tensor
-
 from nerfstudio.cameras.cameras import Cameras
+from torch import Tensor
 
 
 @dataclass

@@ -102,8 +102,9 @@ class DivffModelConfig(ModelConfig):
     use_average_appearance_embedding: bool = True
     image_exposure: bool = False
     """Learn a colour gain and offset per training image for the composite (exposure and white
-    balance that drift), so no stream has to explain them; renders use none. On in `divff`'s
-    method config; off here so that runs configured before it existed load as they were."""
+    balance that drift), so no stream has to explain them; renders use none. Measured, 5 min on 2
+    threads: on the hard generated scene (seed 22) object AP 43 -> 61, mAP 89 -> 92; on the clean
+    one (seed 21, two training seeds) object AP 52 -> 27 and 82 -> 23: so off by default."""
     geometry_steps: int = 2000
     """Language stage 1: steps of geometry alone (no language heads evaluated)."""
     feature_steps: int = 500
