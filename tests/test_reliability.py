@@ -48,7 +48,16 @@ def run_dir(scene: Path, out: Path, name: str) -> Path:
 
 
 def start(cmd: list, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    """A command as a user runs it in a terminal. SIGINT is reset to the default in the child: a
+    test session started in the background of a shell without job control inherits SIGINT ignored,
+    and Python then never turns Ctrl-C into KeyboardInterrupt."""
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def finish(cmd: list, log: Path) -> subprocess.CompletedProcess:
