@@ -9,7 +9,7 @@ from PIL import Image
 
 from dataparsers.epic_diff_scene import load_scene
 from divff_nerfstudio.synthetic import SceneConfig, write_scene
-from divff_nerfstudio.synthetic.camera_effects import CameraEffects
+from divff_nerfstudio.synthetic.camera_effects import CameraEffects, CameraResponse
 from divff_nerfstudio.synthetic.raycast import render_frame
 from divff_nerfstudio.synthetic.scene import ClipMotion, KitchenClip
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
@@ -41,8 +41,6 @@ def test_motion_blur_smears_the_room_but_not_the_hands():
     clip = KitchenClip(3, 30, 2)
     cfg = SceneConfig(seed=3, frames=30, width=96, height=64)
     effects = CameraEffects(motion_blur=1.0)
-    from divff_nerfstudio.synthetic.camera_effects import CameraResponse
-
     response = CameraResponse(effects, 30, 3)
     render = render_frame(clip, 15, cfg.intrinsics(), 1, labels=True)
     blurred = response.apply(render.rgb, 15, render.pixel_depth(), render.actor_coverage, cfg.intrinsics().K, clip.c2w)
