@@ -38,10 +38,11 @@ divff_method = MethodSpecification(
                 train_num_rays_per_batch=1024,
                 eval_num_rays_per_batch=1024,
             ),
-            # 1024 rays x 32 samples x 64 hidden floats = 8 MB per activation: glibc serves that from its
-            # heap; at 4096 rays (32 MB, above its largest mmap threshold) every activation of every
-            # chunk was fresh memory to fault in (measured, 228x128 frame: 2.06 s at 4096, 1.53 s at 1024)
-            model=DivffModelConfig(eval_num_rays_per_chunk=1024),
+            # 2048 rays x 16 render samples x 64 hidden floats = 8 MB per activation: glibc serves that
+            # from its heap; at 4x that (above its largest mmap threshold) every activation of every
+            # chunk was fresh memory to fault in (measured, 228x128 frame, 16 samples: 0.81 s at 2048
+            # rays, 0.89 s at 4096, 0.90 s at 1024)
+            model=DivffModelConfig(eval_num_rays_per_chunk=2048),
         ),
         optimizers={
             "proposal_networks": {
@@ -54,7 +55,7 @@ divff_method = MethodSpecification(
             },
             "language": {"optimizer": FusedAdamOptimizerConfig(lr=5e-3, eps=1e-15), "scheduler": None},
         },
-        viewer=ViewerConfig(num_rays_per_chunk=1024, websocket_host="127.0.0.1"),
+        viewer=ViewerConfig(num_rays_per_chunk=2048, websocket_host="127.0.0.1"),
         vis="viewer",
     ),
     description="DIV-FF: static background, moving objects and actor, each with CLIP and video-language features",

@@ -236,8 +236,8 @@ def test_object_export_at_a_frame_lands_where_the_objects_were(pipeline, trained
 
     field_outputs, proposal_density = model.field.get_outputs, model.proposal.density
 
-    def field_with_oracle(ray_samples, density_embedding=None):
-        out = field_outputs(ray_samples, density_embedding=density_embedding)
+    def field_with_oracle(ray_samples, density_embedding=None, features=True):
+        out = field_outputs(ray_samples, density_embedding=density_embedding, features=features)
         out[H.OBJECT_DENSITY] = oracle(ray_samples.frustums.get_positions(), ray_samples.times)
         return out
 

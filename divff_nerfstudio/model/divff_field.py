@@ -102,8 +102,35 @@ class TemporalCode(nn.Module):
         return self.linear(self.features(times))
 
 
+def _relu() -> nn.Module:
+    """The hidden activation, in place: a hidden layer's output is needed by nothing but its ReLU
+    (whose backward reads its own result), and a fresh 8 MB tensor per layer and chunk cost 9 % of
+    a render on the CPU."""
+    return nn.ReLU(inplace=True)
+
+
 def _grid(levels: int, log2_size: int, max_res: int) -> FastHashEncoding:
     return FastHashEncoding(num_levels=levels, min_res=16, max_res=max_res, log2_hashmap_size=log2_size, features_per_level=2)
+
+
+def mlp_with_ray_inputs(
+    mlp: MLP, per_sample: Float[Tensor, "rays samples a"], per_ray: Float[Tensor, "rays 1 b"]
+) -> Float[Tensor, "rays samples out"]:
+    """mlp(cat([per_sample, per_ray broadcast over the samples])), with the per-ray part of the
+    first layer computed once per ray: no per-sample copy of per-ray inputs (time code, view
+    direction, appearance) is ever made, and the first layer does a fraction of the work. Same
+    parameters as nerfstudio's torch MLP, so checkpoints are unchanged."""
+    assert not mlp._skip_connections, "skip connections would need the concatenated input"
+    first = mlp.layers[0]
+    split = per_sample.shape[-1]
+    x = nn.functional.linear(per_sample, first.weight[:, :split], first.bias)
+    x += nn.functional.linear(per_ray, first.weight[:, split:])  # in place: a fresh tensor here cost 8 % of a render
+    for i, layer in enumerate(mlp.layers):
+        if i > 0:
+            x = layer(x)
+        if mlp.activation is not None and i < len(mlp.layers) - 1:
+            x = mlp.activation(x)
+    return mlp.out_activation(x) if mlp.out_activation is not None else x
 
 
 class TransientStream(nn.Module):
@@ -112,20 +139,25 @@ class TransientStream(nn.Module):
     def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int):
         super().__init__()
         self.grid = _grid(levels, log2_size, max_res)
-        self.mlp = MLP(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, implementation="torch")
+        self.mlp = MLP(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, activation=_relu(), implementation="torch")
 
     def get_out_dim(self) -> int:
         return self.mlp.in_dim
 
-    def forward(self, x: Float[Tensor, "n 3"], code: Float[Tensor, "n c"]) -> Dict[str, Float[Tensor, "n _"]]:
-        features = torch.cat([self.grid(x), code], dim=-1)
-        raw = self.mlp(features)
-        return {
-            "features": features,
-            "density": trunc_exp(raw[:, :1] - 1.0) * inside_unit_cube(x),
-            "rgb": torch.sigmoid(raw[:, 1:4]),
-            "beta": nn.functional.softplus(raw[:, 4:5]),
+    def forward(
+        self, x: Float[Tensor, "rays samples 3"], code: Float[Tensor, "rays 1 c"], features: bool = True
+    ) -> Dict[str, Float[Tensor, "rays samples _"]]:
+        """Density, colour and beta; with `features`, also the MLP's input (for language heads)."""
+        encoding = self.grid(x)
+        raw = mlp_with_ray_inputs(self.mlp, encoding, code)
+        out = {
+            "density": trunc_exp(raw[..., :1] - 1.0) * inside_unit_cube(x),
+            "rgb": torch.sigmoid(raw[..., 1:4]),
+            "beta": nn.functional.softplus(raw[..., 4:5]),
         }
+        if features:
+            out["features"] = torch.cat([encoding, code.expand(*encoding.shape[:-1], -1)], dim=-1)
+        return out
 
 
 class DivffField(Field):
@@ -158,7 +190,7 @@ class DivffField(Field):
         self.use_average_appearance_embedding = use_average_appearance_embedding
 
         self.static_grid = _grid(static_levels, static_log2_size, static_max_res)
-        self.static_mlp = MLP(self.static_grid.get_out_dim(), 2, hidden_dim, out_dim=1 + geo_feat_dim, implementation="torch")
+        self.static_mlp = MLP(self.static_grid.get_out_dim(), 2, hidden_dim, out_dim=1 + geo_feat_dim, activation=_relu(), implementation="torch")
         self.direction_encoding = SHEncoding(levels=4, implementation="torch")
         self.appearance = Embedding(num_images, appearance_dim)
         self.static_rgb_mlp = MLP(
@@ -166,6 +198,7 @@ class DivffField(Field):
             2,
             hidden_dim,
             out_dim=3,
+            activation=_relu(),
             out_activation=nn.Sigmoid(),
             implementation="torch",
         )
@@ -180,12 +213,10 @@ class DivffField(Field):
 
     def _static(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor, Tensor]:
         """Density, geometry features and the grid encoding they come from."""
-        x = normalise_in_box(positions, self.aabb).reshape(-1, 3)
+        x = normalise_in_box(positions, self.aabb)
         encoding = self.static_grid(x)
         h = self.static_mlp(encoding)
-        density = trunc_exp(h[:, :1] - 1.0) * inside_unit_cube(x)
-        batch = positions.shape[:-1]
-        return density.reshape(*batch, 1), h[:, 1:].reshape(*batch, self.geo_feat_dim), encoding.reshape(*batch, -1)
+        return trunc_exp(h[..., :1] - 1.0) * inside_unit_cube(x), h[..., 1:], encoding
 
     def get_density(self, ray_samples: RaySamples) -> Tuple[Tensor, Tensor]:
         return self.static_density(ray_samples.frustums.get_positions())
@@ -194,57 +225,54 @@ class DivffField(Field):
         """Sizes of STATIC/OBJECT/ACTOR_FEATURES, by stream."""
         return {"static": self.static_grid.get_out_dim(), "objects": self.objects.get_out_dim(), "actor": self.actor.get_out_dim()}
 
-    def _appearance(self, ray_samples: RaySamples) -> Float[Tensor, "*bs samples a"]:
-        """Per ray (looked up once, not once per sample), broadcast over its samples."""
-        shape = (*ray_samples.shape, self.appearance.out_dim)
+    def _appearance(self, ray_samples: RaySamples) -> Float[Tensor, "*rays 1 a"]:
+        """Per ray: looked up once, not once per sample."""
+        shape = (*ray_samples.shape[:-1], 1, self.appearance.out_dim)
         if ray_samples.camera_indices is None:
             return self.appearance.mean(dim=0).expand(shape)
         if self.training:
-            return self.appearance(ray_samples.camera_indices[..., :1, 0]).expand(shape)
+            return self.appearance(ray_samples.camera_indices[..., :1, 0])
         if self.use_average_appearance_embedding:
             return self.appearance.mean(dim=0).expand(shape)
         return torch.zeros(shape, device=ray_samples.camera_indices.device)
 
-    def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None) -> Dict:
+    def get_outputs(self, ray_samples: RaySamples, density_embedding: Optional[Tensor] = None, features: bool = True) -> Dict:
         """Static colour from the static features (`density_embedding`), and the object and actor
-        streams. Needs ray_samples.times and ray_samples.metadata['camera_rotation'] (and takes the
-        actor's camera centre from metadata['camera_origin'] when present, else the ray origin)."""
+        streams; the object and actor features only with `features`. Needs ray_samples.times and
+        ray_samples.metadata['camera_rotation'] (and takes the actor's camera centre from
+        metadata['camera_origin'] when present, else the ray origin). Rays carry one direction, time
+        and camera each: those are read from a ray's first sample and enter the MLPs once per ray."""
         assert density_embedding is not None, "the static colour needs the static geometry features"
-        shape = ray_samples.shape
         positions = ray_samples.frustums.get_positions()
-        n = positions[..., 0].numel()
-        directions = (ray_samples.frustums.directions.expand(*shape, 3).reshape(-1, 3) + 1.0) / 2.0
-        static_rgb = self.static_rgb_mlp(
-            torch.cat([density_embedding.reshape(n, -1), self.direction_encoding(directions), self._appearance(ray_samples).reshape(n, -1)], dim=-1)
-        )
-        # z(t) per ray, broadcast over its samples (rays carry one time)
-        code = self.temporal_code(ray_samples.times[..., :1, :]).expand(*shape, -1).reshape(n, -1)
-        objects = self.objects(normalise_in_box(positions, self.aabb).reshape(n, 3), code)
-        rotation = ray_samples.metadata["camera_rotation"].expand(*shape, 9)
+        directions = self.direction_encoding((ray_samples.frustums.directions[..., :1, :] + 1.0) / 2.0)
+        per_ray = torch.cat([directions, self._appearance(ray_samples)], dim=-1)
+        static_rgb = mlp_with_ray_inputs(self.static_rgb_mlp, density_embedding, per_ray)
+        code = self.temporal_code(ray_samples.times[..., :1, :])
+        objects = self.objects(normalise_in_box(positions, self.aabb), code, features)
+        rotation = ray_samples.metadata["camera_rotation"][..., :1, :]
         # the actor's camera: the ray's own, unless the rays carry another one (a frame's actor exported)
-        origins = ray_samples.metadata.get("camera_origin", ray_samples.frustums.origins).expand(*shape, 3)
-        cam = camera_frame_positions(positions, origins, rotation)
-        actor = self.actor(normalise_in_box(cam, self.actor_box).reshape(n, 3), code)
-
-        def back(t: Tensor) -> Tensor:
-            return t.reshape(*shape, -1)
-
-        return {
-            DivffFieldHeadNames.STATIC_RGB: back(static_rgb),
-            DivffFieldHeadNames.OBJECT_DENSITY: back(objects["density"]),
-            DivffFieldHeadNames.OBJECT_RGB: back(objects["rgb"]),
-            DivffFieldHeadNames.OBJECT_BETA: back(objects["beta"]),
-            DivffFieldHeadNames.ACTOR_DENSITY: back(actor["density"]),
-            DivffFieldHeadNames.ACTOR_RGB: back(actor["rgb"]),
-            DivffFieldHeadNames.ACTOR_BETA: back(actor["beta"]),
-            DivffFieldHeadNames.OBJECT_FEATURES: back(objects["features"]),
-            DivffFieldHeadNames.ACTOR_FEATURES: back(actor["features"]),
+        origins = ray_samples.metadata.get("camera_origin", ray_samples.frustums.origins)[..., :1, :]
+        actor = self.actor(normalise_in_box(camera_frame_positions(positions, origins, rotation), self.actor_box), code, features)
+        outputs = {
+            DivffFieldHeadNames.STATIC_RGB: static_rgb,
+            DivffFieldHeadNames.OBJECT_DENSITY: objects["density"],
+            DivffFieldHeadNames.OBJECT_RGB: objects["rgb"],
+            DivffFieldHeadNames.OBJECT_BETA: objects["beta"],
+            DivffFieldHeadNames.ACTOR_DENSITY: actor["density"],
+            DivffFieldHeadNames.ACTOR_RGB: actor["rgb"],
+            DivffFieldHeadNames.ACTOR_BETA: actor["beta"],
         }
+        if features:
+            outputs[DivffFieldHeadNames.OBJECT_FEATURES] = objects["features"]
+            outputs[DivffFieldHeadNames.ACTOR_FEATURES] = actor["features"]
+        return outputs
 
-    def forward(self, ray_samples: RaySamples, compute_normals: bool = False) -> Dict[DivffFieldHeadNames, Tensor]:
-        """All streams at every sample."""
+    def forward(self, ray_samples: RaySamples, compute_normals: bool = False, features: bool = True) -> Dict[DivffFieldHeadNames, Tensor]:
+        """All streams at every sample; each stream's features (what language heads read) only
+        with `features`."""
         static_density, geo, encoding = self._static(ray_samples.frustums.get_positions())
-        outputs = self.get_outputs(ray_samples, density_embedding=geo)
+        outputs = self.get_outputs(ray_samples, density_embedding=geo, features=features)
         outputs[DivffFieldHeadNames.STATIC_DENSITY] = static_density
-        outputs[DivffFieldHeadNames.STATIC_FEATURES] = encoding
+        if features:
+            outputs[DivffFieldHeadNames.STATIC_FEATURES] = encoding
         return outputs

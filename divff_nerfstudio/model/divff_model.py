@@ -76,6 +76,13 @@ class DivffModelConfig(ModelConfig):
     """Samples per ray of the three streams. Fewer, better placed samples pay on the CPU (generated
     seed-11 scene, divff-geometry, 8 minutes on 2 threads: 24/48 samples took 3860 steps to mAP
     85.4, PSNR 25.6; 32/64 took 3420 steps to mAP 85.5, PSNR 24.8)."""
+    eval_num_proposal_samples: int = 32
+    eval_num_nerf_samples: int = 16
+    """Samples per ray when rendering (evaluation, ns-render, the viewer): inference has no backward
+    pass to amortise, and the proposal already puts the samples where density is (at 16, 0.02 % of
+    samples had an optical depth under 1e-3: no empty space left to skip). Generated clean seed-21
+    scene, 2500 steps: 48/24 samples gave mAP 89.9, PSNR 27.3, a 228x128 frame in 1.28 s; 32/16
+    gave mAP 89.5, PSNR 27.3 in 0.99 s; 24/12 mAP 89.6, PSNR 27.4 in 0.79 s."""
     proposal_update_every: int = 5
     """Update the proposal network every N steps once warmed up."""
     proposal_warmup: int = 500
@@ -177,6 +184,15 @@ class DivffModel(Model):
             update_sched=update_schedule,
             initial_sampler=UniformSampler(single_jitter=True),
         )
+        # the same proposal network, sampled more sparsely for renders; no parameters of its own
+        self.render_sampler = ProposalNetworkSampler(
+            num_proposal_samples_per_ray=(self.config.eval_num_proposal_samples,),
+            num_nerf_samples_per_ray=self.config.eval_num_nerf_samples,
+            num_proposal_network_iterations=1,
+            single_jitter=True,
+            update_sched=lambda step: 1,
+            initial_sampler=UniformSampler(single_jitter=True),
+        )
         # imported here, as nerfacto does, so compat.install() has wrapped LPIPS by now
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
@@ -216,7 +232,8 @@ class DivffModel(Model):
         def set_anneal(step: int) -> None:
             frac = np.clip(step / self.config.proposal_weights_anneal_max_num_iters, 0, 1)
             b = self.config.proposal_weights_anneal_slope
-            self.proposal_sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
+            for sampler in (self.proposal_sampler, self.render_sampler):
+                sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
 
         return [
             TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.set_step, update_every_num_iters=1),
@@ -234,11 +251,12 @@ class DivffModel(Model):
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
         ray_bundle = self.frame.rays(ray_bundle, self.training)
         stage = self.stage() if self.training else "joint"
+        language = self.language is not None and stage != "geometry"
         with torch.set_grad_enabled(torch.is_grad_enabled() and stage != "features"):
-            outputs, out, stream_weights = self._render_geometry(ray_bundle)
+            outputs, out, stream_weights = self._render_geometry(ray_bundle, features=language)
             if self.training and self.exposure is not None and ray_bundle.camera_indices is not None:
                 outputs["rgb"] = self.exposure(outputs["rgb"], ray_bundle.camera_indices)
-        if self.language is not None and stage != "geometry":
+        if language:
             # detached weights: language never bends geometry (as LERF)
             hidden = self.language(stream_outputs(out, "features"), {k: w.detach() for k, w in stream_weights.items()})
             if self.training:
@@ -251,11 +269,12 @@ class DivffModel(Model):
                 outputs["dino"] = self.language.render(hidden, "dino")
         return outputs
 
-    def _render_geometry(self, ray_bundle: RayBundle) -> Tuple[Dict[str, Tensor], Dict, Dict[str, Tensor]]:
-        ray_samples, weights_list, ray_samples_list = self.proposal_sampler(
-            ray_bundle, density_fns=[self.proposal.density_fn(ray_bundle)]
-        )
-        out = self.field(ray_samples)
+    def _render_geometry(self, ray_bundle: RayBundle, features: bool) -> Tuple[Dict[str, Tensor], Dict, Dict[str, Tensor]]:
+        """The composite and each stream; `out` (the field's outputs) holds the streams' features
+        for the language heads only with `features`."""
+        sampler = self.proposal_sampler if self.training else self.render_sampler
+        ray_samples, weights_list, ray_samples_list = sampler(ray_bundle, density_fns=[self.proposal.density_fn(ray_bundle)])
+        out = self.field(ray_samples, features=features)
         densities, colours, betas = (stream_outputs(out, q) for q in ("density", "rgb", "beta"))
         weights, stream_weights = composite_weights(densities, ray_samples.deltas)
         midpoints = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2

@@ -27,22 +27,25 @@ _kernel_failed = False
 
 
 def cpu_kernel() -> Optional[Any]:
-    """The compiled CPU kernel, built on first use; None (with one warning) if it cannot be built."""
+    """The compiled CPU kernel, built on first use; None (with one warning) if it cannot be built.
+
+    Built for the CPU it runs on (-march=native: the forward pass took 4.4-5.2 ms instead of
+    6.0-7.2 ms for 32K points x 12 levels on an AVX-512 machine), or for the generic target where
+    the compiler refuses that flag."""
     global _kernel, _kernel_failed
     if _kernel is None and not _kernel_failed:
-        try:
-            from torch.utils.cpp_extension import load
+        from torch.utils.cpp_extension import load
 
-            _kernel = load(
-                name="divff_hash_grid_cpu",
-                sources=[str(_KERNEL_SOURCE)],
-                extra_cflags=["-O3", "-fopenmp"],
-                extra_ldflags=["-fopenmp"],
-                verbose=False,
-            )
-        except Exception as err:  # no compiler or headers: the torch version still works
+        errors = []
+        for flags in (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"]):
+            try:
+                _kernel = load(name="divff_hash_grid_cpu", sources=[str(_KERNEL_SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"], verbose=False)
+                break
+            except Exception as err:  # no compiler, headers or flag: the torch version still works
+                errors.append(str(err))
+        if _kernel is None:
             _kernel_failed = True
-            warnings.warn(f"hash grid CPU kernel unavailable ({err}); using the slower torch version")
+            warnings.warn(f"hash grid CPU kernel unavailable ({errors[-1]}); using the slower torch version")
     return _kernel
 
 
