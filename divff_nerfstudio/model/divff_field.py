@@ -125,11 +125,8 @@ def mlp_with_ray_inputs(
     split = per_sample.shape[-1]
     x = nn.functional.linear(per_sample, first.weight[:, :split], first.bias)
     x += nn.functional.linear(per_ray, first.weight[:, split:])  # in place: a fresh tensor here cost 8 % of a render
-    for i, layer in enumerate(mlp.layers):
-        if i > 0:
-            x = layer(x)
-        if mlp.activation is not None and i < len(mlp.layers) - 1:
-            x = mlp.activation(x)
+    for layer in mlp.layers[1:]:  # as MLP.pytorch_fwd: the activation between layers
+        x = layer(mlp.activation(x) if mlp.activation is not None else x)
     return mlp.out_activation(x) if mlp.out_activation is not None else x
 
 

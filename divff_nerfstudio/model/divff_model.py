@@ -16,7 +16,7 @@ those steps cheap), then both. A text query set on `queries` (a QuerySession) ad
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
@@ -176,23 +176,19 @@ class DivffModel(Model):
         def update_schedule(step: int) -> int:
             return int(np.clip(np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]), 1, self.config.proposal_update_every))
 
-        self.proposal_sampler = ProposalNetworkSampler(
-            num_proposal_samples_per_ray=(self.config.num_proposal_samples,),
-            num_nerf_samples_per_ray=self.config.num_nerf_samples,
-            num_proposal_network_iterations=1,
-            single_jitter=True,
-            update_sched=update_schedule,
-            initial_sampler=UniformSampler(single_jitter=True),
-        )
+        def sampler(proposal_samples: int, nerf_samples: int, schedule: Callable[[int], int]) -> ProposalNetworkSampler:
+            return ProposalNetworkSampler(
+                num_proposal_samples_per_ray=(proposal_samples,),
+                num_nerf_samples_per_ray=nerf_samples,
+                num_proposal_network_iterations=1,
+                single_jitter=True,
+                update_sched=schedule,
+                initial_sampler=UniformSampler(single_jitter=True),
+            )
+
+        self.proposal_sampler = sampler(self.config.num_proposal_samples, self.config.num_nerf_samples, update_schedule)
         # the same proposal network, sampled more sparsely for renders; no parameters of its own
-        self.render_sampler = ProposalNetworkSampler(
-            num_proposal_samples_per_ray=(self.config.eval_num_proposal_samples,),
-            num_nerf_samples_per_ray=self.config.eval_num_nerf_samples,
-            num_proposal_network_iterations=1,
-            single_jitter=True,
-            update_sched=lambda step: 1,
-            initial_sampler=UniformSampler(single_jitter=True),
-        )
+        self.render_sampler = sampler(self.config.eval_num_proposal_samples, self.config.eval_num_nerf_samples, lambda step: 1)
         # imported here, as nerfacto does, so compat.install() has wrapped LPIPS by now
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
@@ -232,8 +228,9 @@ class DivffModel(Model):
         def set_anneal(step: int) -> None:
             frac = np.clip(step / self.config.proposal_weights_anneal_max_num_iters, 0, 1)
             b = self.config.proposal_weights_anneal_slope
+            anneal = b * frac / ((b - 1) * frac + 1)
             for sampler in (self.proposal_sampler, self.render_sampler):
-                sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
+                sampler.set_anneal(anneal)
 
         return [
             TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], self.set_step, update_every_num_iters=1),
