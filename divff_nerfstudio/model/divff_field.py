@@ -130,12 +130,33 @@ def mlp_with_ray_inputs(
     return mlp.out_activation(x) if mlp.out_activation is not None else x
 
 
+class LevelFade(nn.Module):
+    """Lets only the coarsest levels of a hash-grid encoding through (a fractional level fades in);
+    the finer levels get no input and so no gradient while they are held back."""
+
+    def __init__(self, levels: int):
+        super().__init__()
+        self.register_buffer("weights", torch.ones(levels, 1), persistent=False)
+        self.fading = False
+
+    def set(self, active: float) -> None:
+        levels = self.weights.shape[0]
+        self.weights.copy_((active - torch.arange(levels, dtype=torch.float32)).clamp(0, 1).view(-1, 1))
+        self.fading = active < levels
+
+    def forward(self, encoding: Float[Tensor, "*bs f"]) -> Float[Tensor, "*bs f"]:
+        if not self.fading:
+            return encoding
+        return (encoding.unflatten(-1, (self.weights.shape[0], -1)) * self.weights).flatten(-2)
+
+
 class TransientStream(nn.Module):
     """Object or actor stream: hash features of its coordinates + temporal code -> sigma, rgb, beta."""
 
     def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int):
         super().__init__()
         self.grid = _grid(levels, log2_size, max_res)
+        self.fade = LevelFade(levels)
         self.mlp = MLP(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, activation=_relu(), implementation="torch")
 
     def get_out_dim(self) -> int:
@@ -145,7 +166,7 @@ class TransientStream(nn.Module):
         self, x: Float[Tensor, "rays samples 3"], code: Float[Tensor, "rays 1 c"], features: bool = True
     ) -> Dict[str, Float[Tensor, "rays samples _"]]:
         """Density, colour and beta; with `features`, also the MLP's input (for language heads)."""
-        encoding = self.grid(x)
+        encoding = self.fade(self.grid(x))
         raw = mlp_with_ray_inputs(self.mlp, encoding, code)
         out = {
             "density": trunc_exp(raw[..., :1] - 1.0) * inside_unit_cube(x),
@@ -187,6 +208,7 @@ class DivffField(Field):
         self.use_average_appearance_embedding = use_average_appearance_embedding
 
         self.static_grid = _grid(static_levels, static_log2_size, static_max_res)
+        self.static_fade = LevelFade(static_levels)
         self.static_mlp = MLP(self.static_grid.get_out_dim(), 2, hidden_dim, out_dim=1 + geo_feat_dim, activation=_relu(), implementation="torch")
         self.direction_encoding = SHEncoding(levels=4, implementation="torch")
         self.appearance = Embedding(num_images, appearance_dim)
@@ -203,6 +225,14 @@ class DivffField(Field):
         self.objects = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim)
         self.actor = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim)
 
+    def set_levels(self, fraction: float, transient: bool = False) -> None:
+        """Let only this fraction of the static grid's levels through (and, with `transient`, of
+        the object and actor grids'), so early in training the static stream cannot draw anything
+        as small as an object and the object stream learns the objects at every place they rest."""
+        fades = [self.static_fade, *((self.objects.fade, self.actor.fade) if transient else ())]
+        for fade in fades:
+            fade.set(fraction * fade.weights.shape[0])
+
     def static_density(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor]:
         """Static density and geometry features at world positions (also used for static exports)."""
         density, geo, _ = self._static(positions)
@@ -211,7 +241,7 @@ class DivffField(Field):
     def _static(self, positions: Float[Tensor, "*bs 3"]) -> Tuple[Tensor, Tensor, Tensor]:
         """Density, geometry features and the grid encoding they come from."""
         x = normalise_in_box(positions, self.aabb)
-        encoding = self.static_grid(x)
+        encoding = self.static_fade(self.static_grid(x))
         h = self.static_mlp(encoding)
         return trunc_exp(h[..., :1] - 1.0) * inside_unit_cube(x), h[..., 1:], encoding
 
