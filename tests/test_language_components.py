@@ -165,7 +165,8 @@ def test_dino_targets_share_one_stored_basis(tiny_dino_checkpoint, tmp_path):
 
 def test_query_segmentation_scores_labels_present_in_the_frame():
     """DIV-FF's metric on hand-made embeddings: the left half of the frame is a knife; 'spoon' has
-    an empty mask in this frame and is not scored; affordances ask the video embedding."""
+    an empty mask in this frame and is not scored; affordances ask the video embedding; the
+    teacher's targets are scored with the same query and mask."""
     from divff_nerfstudio.eval.language_evaluation import QuerySegmentationScore
 
     asked = []
@@ -193,3 +194,12 @@ def test_query_segmentation_scores_labels_present_in_the_frame():
     summary = score.summary()
     assert summary["IoU"] == {"knife": pytest.approx(12 / 13)} and summary["mIoU"] == pytest.approx(100 * 12 / 13)
     assert summary["embedding"] == "video" and summary["threshold"] == 0.54
+    assert "teacher_mIoU" not in summary, "no teacher figures without the frame's targets"
+
+    # the teacher's targets say "knife" everywhere: scored on the same mask, below the field's row
+    score = QuerySegmentationScore(Encoder(), Heads(), threshold=0.54, kind="video")
+    teacher = unit(1, 0, 0).expand(4, 6, 3)
+    panels = score.add_frame(outputs, {"knife": knife}, np.zeros((4, 6, 3)), teacher)
+    assert panels[0][1].shape == (8, 12, 3)
+    summary = score.summary()
+    assert summary["teacher_IoU"] == {"knife": pytest.approx(13 / 24)} and summary["IoU"] == {"knife": pytest.approx(12 / 13)}

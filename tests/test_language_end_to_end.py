@@ -99,11 +99,14 @@ def test_evaluate_scores_object_and_affordance_segmentation(trained, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     seg = results["object_segmentation"]
     assert seg["IoU"] and 0 <= seg["mIoU"] <= 100 and seg["embedding"] == "clip"
+    assert set(seg["teacher_IoU"]) == set(seg["IoU"]) and 0 <= seg["teacher_mIoU"] <= 100, "the teacher scored on the same labels"
+    cache = trained.parents[3] / "cache" / "test_frames"
+    assert len(list(next(cache.glob("clip-*")).glob("*.npy"))) == 2, "the test frames' targets cached apart from training's"
     assert sorted((tmp_path / "language").glob("*.png"))
     # the generated scene's affordance masks ("carrying": the object a hand holds) are asked of
     # the video embedding at DIV-FF's threshold; frames where nothing is carried are not scored
     affordances = results["affordance_segmentation"]
-    assert set(affordances["IoU"]) == {"carrying"} and affordances["embedding"] == "video"
+    assert set(affordances["IoU"]) == {"carrying"} == set(affordances["teacher_IoU"]) and affordances["embedding"] == "video"
     assert affordances["threshold"] == 0.54 and 0 <= affordances["mIoU"] <= 100
     assert len(list((tmp_path / "affordances").glob("*_carrying.png"))) == 1, "one of the two test frames shows a carried object"
 

@@ -1,6 +1,7 @@
 """`divff-evaluate`: evaluate a trained divff run like NeuralDiff (dynamic-mask mAP, PSNR on the test frames) and, with
 language heads, like DIV-FF (object segmentation mIoU from the text query of each annotated label;
-affordance mIoU from video-language queries where the scene has affordance masks).
+affordance mIoU from video-language queries where the scene has affordance masks), beside the same
+scores of the teacher (the test frames' own 2D language targets).
 
     divff-evaluate --load-config outputs/SYN/divff/<run>/config.yml
 
@@ -24,16 +25,26 @@ from divff_nerfstudio.eval.evaluation import Thresholds, evaluate_pipeline
 
 
 def _iou_table(title: str, scores: Dict) -> Table:
-    table = Table(title=f"{title} (threshold {scores['threshold']}): mIoU {scores['mIoU']:.2f}")
+    """IoU per query of the field and of its teacher (the test frames' own 2D targets)."""
+    teacher = scores.get("teacher_IoU", {})
+    title = f"{title} (threshold {scores['threshold']}): mIoU {scores['mIoU']:.2f}"
+    if teacher:
+        title += f", teacher's {scores['teacher_mIoU']:.2f}"
+    table = Table(title=title)
     table.add_column("query")
     table.add_column("IoU x 100")
+    if teacher:
+        table.add_column("teacher's IoU x 100")
     for label, iou in scores["IoU"].items():
-        table.add_row(label, f"{iou * 100:.2f}")
+        table.add_row(label, f"{iou * 100:.2f}", *([f"{teacher[label] * 100:.2f}"] if teacher else []))
     return table
 
 
 def main(
-    load_config: Path, output_dir: Optional[Path] = None, thresholds: Annotated[Thresholds, tyro.conf.OmitArgPrefixes] = Thresholds()
+    load_config: Path,
+    output_dir: Optional[Path] = None,
+    thresholds: Annotated[Thresholds, tyro.conf.OmitArgPrefixes] = Thresholds(),
+    teacher: bool = True,
 ) -> None:
     """Evaluate the run whose config.yml is given.
 
@@ -41,10 +52,11 @@ def main(
         load_config: config.yml of the run (as written by ns-train).
         output_dir: Where to write results; default: an 'evaluation' folder beside the config.
         thresholds: Relevancy thresholds of the object and affordance segmentations.
+        teacher: Score the test frames' own language targets too (extracted into the cache on the first evaluation).
     """
     _, pipeline, checkpoint, step = eval_setup(load_config, test_mode="test")
     out = output_dir or load_config.parent / "evaluation"
-    result = evaluate_pipeline(pipeline, out, thresholds)
+    result = evaluate_pipeline(pipeline, out, thresholds, teacher)
     summary = result.summary()
     table = Table(title=f"{result.scene} (step {step})")
     for key in summary:

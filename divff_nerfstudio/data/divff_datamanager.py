@@ -56,9 +56,13 @@ class DivffDataManager(VanillaDataManager):
         spec = language.spec()
         self.train_dataset.metadata["language"] = spec
         if test_mode == "val":  # training: ns-train
-            root = language.cache_dir or Path(self.config.data) / "divff_cache"
             with fenced_random_states():  # a cold cache must not change the model a seed gives
-                self.targets = TargetExtraction(language, spec, self.train_dataset, root).all()
+                self.targets = TargetExtraction(language, spec, self.train_dataset, self.cache_root).all()
+
+    @property
+    def cache_root(self) -> Path:
+        """Where the language target caches of this scene live."""
+        return self.config.language.cache_dir or Path(self.config.data) / "divff_cache"
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         ray_bundle, batch = super().next_train(step)

@@ -5,7 +5,8 @@ average precision of that score against the annotation mask (frames with an empt
 mAP = mean x 100. Where the generator's ground truth exists (gt/<frame>.npz), the object stream
 is also scored against the object mask and the actor stream against the actor mask.
 With language heads, object segmentation and, where affordance masks exist, affordance segmentation
-(language_evaluation.py) run on the same renders.
+(language_evaluation.py) run on the same renders, and on the test frames' own 2D targets
+(teacher_targets.py: the teacher's mIoU beside the field's).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sklearn.metrics import average_precision_score
 from dataparsers.annotations import load_mask, rasterize
 from divff_nerfstudio.eval.images import output_image, save_png, side_by_side, write_video
 from divff_nerfstudio.eval.language_evaluation import AFFORDANCE_THRESHOLD, OBJECT_THRESHOLD, QuerySegmentationScore
+from divff_nerfstudio.eval.teacher_targets import TeacherTargets
 from divff_nerfstudio.model.compositing import STREAMS
 
 ACTOR_LABEL = 255
@@ -95,12 +97,13 @@ class Thresholds:
 
 
 def evaluate_pipeline(
-    pipeline: Pipeline, output_dir: Optional[Path] = None, thresholds: Thresholds = Thresholds()
+    pipeline: Pipeline, output_dir: Optional[Path] = None, thresholds: Thresholds = Thresholds(), teacher: bool = True
 ) -> EvaluationResult:
     """Render every frame of the pipeline's eval dataset and score it; with output_dir, write a
     side-by-side image per frame (GT | composite | static | objects | actor | mask | annotation),
     an mp4 of them and results.json, and per frame and object label (affordance) a relevancy image
-    (language/<frame>_<label>.png, affordances/<frame>_<query>.png)."""
+    (language/<frame>_<label>.png, affordances/<frame>_<query>.png; the field above, the teacher
+    below). `teacher`: also score the test frames' own targets (extracted once into the cache)."""
     dataset = pipeline.datamanager.eval_dataset
     meta = dataset.metadata
     scene_root = Path(dataset.image_filenames[0]).parent.parent
@@ -114,6 +117,7 @@ def evaluate_pipeline(
     affordances = None
     if language and any(affordance_masks):
         affordances = QuerySegmentationScore(model.queries.encoder, model.language, thresholds.affordance_threshold, kind="video")
+    targets = TeacherTargets(pipeline.datamanager) if language and teacher else None
     labelled: Dict[str, List[tuple]] = {"language": [], "affordances": []}
     with Progress() as progress:
         task = progress.add_task("evaluating", total=len(dataset))
@@ -135,11 +139,12 @@ def evaluate_pipeline(
                 frame.ap_actor = average_precision(outputs["accumulation_actor"][..., 0].cpu().numpy(), labels == ACTOR_LABEL)
             result.frames.append(frame)
             polygons = meta.get("object_labels", [[]] * len(dataset))[i]
+            frame_targets = targets.embeddings(i) if targets is not None and (polygons or affordance_masks[i]) else {}
             if segmentation is not None and polygons:
-                truths = rasterize(polygons, size)
-                labelled["language"] += [(frame.frame_id, label, im) for label, im in segmentation.add_frame(outputs, truths, gt)]
+                scored = segmentation.add_frame(outputs, rasterize(polygons, size), gt, frame_targets.get("clip"))
+                labelled["language"] += [(frame.frame_id, label, im) for label, im in scored]
             if affordances is not None and affordance_masks[i]:
-                scored = affordances.add_frame(outputs, affordance_masks[i], gt)
+                scored = affordances.add_frame(outputs, affordance_masks[i], gt, frame_targets.get("video"))
                 labelled["affordances"] += [(frame.frame_id, label, im) for label, im in scored]
             if output_dir is not None:
                 annotation = np.repeat(mask[..., None], 3, -1).astype(np.float32) if mask is not None else np.zeros_like(gt)
