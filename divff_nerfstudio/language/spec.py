@@ -29,6 +29,10 @@ class LanguageTargetsConfig:
     dino: DinoTargetsConfig = field(default_factory=DinoTargetsConfig)
     cache_dir: Optional[Path] = None
     """Feature cache folder; None: <scene>/divff_cache."""
+    oracle: bool = False
+    """Image-language targets from a generated scene's ground-truth label maps instead of the CLIP,
+    and queries encoded the same way (oracle_targets.py): what the field reaches with a perfect
+    teacher. Video targets pool them like the CLIP ones."""
 
     def clip_dim(self) -> int:
         """Embedding size of the configured CLIP, from its architecture alone (no weights)."""
@@ -49,6 +53,7 @@ class LanguageTargetsConfig:
             clip_dim=clip_dim,
             video_dim=video.embed_dim(clip_dim),
             dino_dim=self.dino.pca_dim if self.dino.enabled else None,
+            oracle=self.oracle,
         )
 
 
@@ -65,6 +70,8 @@ class LanguageSpec:
     video_dim: int
     dino_dim: Optional[int] = None
     """Size of the DINO head; None: no DINO head."""
+    oracle: bool = False
+    """Queries are encoded by the oracle teacher's table, not the CLIP."""
 
     def target_dims(self) -> Dict[str, int]:
         """Embedding size per target kind (clip, video, and dino when enabled)."""

@@ -3,7 +3,8 @@ the read of each ray's target from them.
 
 Image-language (CLIP pyramid) grids come first: the video-language grid of a frame is made from the
 clip of frames around it (their image grids, and their pixels when the video model reads pixels).
-DINO grids, when enabled, are in a PCA basis fitted once per cache folder.
+DINO grids, when enabled, are in a PCA basis fitted once per cache folder. With the oracle teacher,
+image-language grids come from the scene's ground-truth labels instead (oracle_targets.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor
 from divff_nerfstudio.language.clip_encoder import ClipEncoder
 from divff_nerfstudio.language.dino_targets import DinoExtractor
 from divff_nerfstudio.language.feature_cache import FeatureCache, cached_grids
+from divff_nerfstudio.language.oracle_targets import OracleTargets
 from divff_nerfstudio.language.pyramid_targets import pyramid_targets
 from divff_nerfstudio.language.spec import LanguageSpec, LanguageTargetsConfig
 from divff_nerfstudio.utils.digests import file_digest
@@ -60,6 +62,8 @@ class TargetExtraction:
         return self.dataset.get_image_float32(i)[..., :3].permute(2, 0, 1)
 
     def _clip(self, out: TargetGrids) -> FeatureCache:
+        if self.config.oracle:
+            return self._oracle(out)
         pyramid = self.config.pyramid
 
         def extract(i: int) -> Tensor:
@@ -69,6 +73,17 @@ class TargetExtraction:
 
         cache = FeatureCache(self.root, "clip", {"encoder": self.config.clip.identity(), "pyramid": pyramid.identity()})
         out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, "CLIP targets")
+        out.folders["clip"] = cache.folder
+        return cache
+
+    def _oracle(self, out: TargetGrids) -> FeatureCache:
+        oracle = OracleTargets(Path(self.dataset.image_filenames[0]).parent.parent, self.spec.clip_dim)
+
+        def extract(i: int) -> Tensor:
+            return oracle.grid(Path(self.dataset.image_filenames[i]), self.grid)
+
+        cache = FeatureCache(self.root, "clip", {**oracle.identity(), "grid": list(self.grid)})
+        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, "oracle targets")
         out.folders["clip"] = cache.folder
         return cache
 

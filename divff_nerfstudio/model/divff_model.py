@@ -187,7 +187,7 @@ class DivffModel(Model):
         self.queries: Optional[QuerySession] = None
         if spec is not None:
             self.language = LanguageHeads(self.field.feature_dims(), spec.target_dims(), self.config.language_hidden_dim)
-            self.queries = QuerySession(QueryEncoder(spec.clip, spec.video))
+            self.queries = QuerySession(QueryEncoder(spec.clip, spec.video, spec.clip_dim if spec.oracle else None))
         self.frame = RenderFrame()
         self.step = 0
 

@@ -9,13 +9,14 @@ message, very long text is cut to what the tokenizer reads anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from divff_nerfstudio.language.clip_encoder import ClipEncoder, ClipEncoderConfig
+from divff_nerfstudio.language.oracle_targets import OracleTextEncoder
 from divff_nerfstudio.language.video_targets import VideoTargetExtractor
 from divff_nerfstudio.model.compositing import STREAMS
 from divff_nerfstudio.model.language_heads import LanguageHeads, relevancy
@@ -53,16 +54,18 @@ class QueryEncoder:
     """Text embeddings of queries; builds the CLIP on first use (so renders without a query never
     load weights) and remembers the last query's embeddings."""
 
-    def __init__(self, clip: ClipEncoderConfig, video: VideoTargetExtractor):
+    def __init__(self, clip: ClipEncoderConfig, video: VideoTargetExtractor, oracle_dim: Optional[int] = None):
+        """oracle_dim: encode text with the oracle teacher's table of this size instead of the CLIP."""
         self.clip_config = clip
         self.video = video
-        self._encoder: Optional[ClipEncoder] = None
+        self.oracle_dim = oracle_dim
+        self._encoder: Optional[Union[ClipEncoder, OracleTextEncoder]] = None
         self._last: Optional[Tuple[TextQuery, Tensor, Tensor]] = None
 
     def encode(self, query: TextQuery) -> Tuple[Float[Tensor, " d"], Float[Tensor, "m d"]]:
         if self._last is None or self._last[0] != query:
             if self._encoder is None:
-                self._encoder = ClipEncoder(self.clip_config)
+                self._encoder = ClipEncoder(self.clip_config) if self.oracle_dim is None else OracleTextEncoder(self.oracle_dim)
             texts = [query.positive, *query.negatives]
             if query.kind == "video":
                 emb = self.video.encode_text(texts, self._encoder)

@@ -4,7 +4,8 @@ EPIC-Diff layout (what the dataparser reads): meta.json, frames/, annotations/ (
 the test frames), object_annotations/te.json (VIA-2 polygons with object labels) and
 affordance_annotations/aff_annotations.pkl (DIV-FF's affordance masks: where an action happens;
 here "carrying", the object a hand holds). Our extras live in gt/: per test frame an npz with
-z-depth and a label map (0 static, 1..K object ids, 255 actor), and scene.json with the objects,
+z-depth and a label map (0 static, 1..K object ids, 255 actor), per frame the label map alone
+(gt/labels/<frame>.png: what the oracle language teacher reads), and scene.json with the objects,
 their words and where they are at every frame.
 """
 
@@ -24,7 +25,7 @@ from rich.progress import Progress
 from dataparsers.annotations import AFFORDANCE_FILE, NARRATION_PREFIX
 from dataparsers.epic_diff_scene import staged_folder
 from divff_nerfstudio.synthetic.camera_effects import CameraEffects, CameraResponse
-from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
+from divff_nerfstudio.synthetic.raycast import Intrinsics, label_map, render_frame
 from divff_nerfstudio.synthetic.scene import ClipMotion, KitchenClip
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
 
@@ -115,7 +116,7 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
     test = set(splits["test"])
 
     with staged_folder(out, overwrite) as tmp:
-        for sub in ("frames", "annotations", "object_annotations", "affordance_annotations", "gt"):
+        for sub in ("frames", "annotations", "object_annotations", "affordance_annotations", "gt", "gt/labels"):
             (tmp / sub).mkdir()
         nears: Dict[str, float] = {}
         fars: Dict[str, float] = {}
@@ -133,6 +134,8 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
                 Image.fromarray(rgb8).save(tmp / "frames" / name, **options)
                 nears[str(frame_id)] = float(np.quantile(render.depth, 0.001))
                 fars[str(frame_id)] = float(np.quantile(render.depth, 0.999))
+                labels = render.labels if k in test else label_map(clip, k, intr)
+                Image.fromarray(labels).save(tmp / "gt" / "labels" / f"{Path(name).stem}.png")
                 if k in test:
                     _write_test_frame(tmp, name, render.labels, render.depth, clip, via)
                     carried = np.isin(render.labels, clip.carried(k))

@@ -75,6 +75,11 @@ def render_frame(clip: KitchenClip, frame: int, intr: Intrinsics, supersample: i
     return FrameRender(rgb, depth, ids if labels else None, coverage)
 
 
+def label_map(clip: KitchenClip, frame: int, intr: Intrinsics) -> np.ndarray:
+    """(H, W) uint8 labels through each pixel centre: 0 static, 1..K object id, ACTOR_ID actor."""
+    return _cast(clip, frame, intr, 1, colour=False)[2]
+
+
 def _cast(clip: KitchenClip, frame: int, intr: Intrinsics, ss: int, colour: bool = True):
     h, w = intr.height, intr.width
     offsets = (np.arange(ss) + 0.5) / ss
