@@ -37,12 +37,12 @@ else
   echo "already installed"
 fi
 
-current="nerfstudio, open_clip, pycolmap and the project (editable, with test extras)"
+current="nerfstudio, open_clip, pycolmap, transformers and the project (editable, with test extras)"
 step "$current"
 "${pip[@]}" -e "$repo[test]"
 
 current="import check"
 step "$current"
-"$venv/bin/python" -c 'import nerfstudio, open_clip, pycolmap, divff_nerfstudio, dataparsers; print("ok")'
+"$venv/bin/python" -c 'import nerfstudio, open_clip, pycolmap, transformers, divff_nerfstudio, dataparsers; print("ok")'
 trap - ERR
 echo "setup done: activate with 'source $venv/bin/activate'"

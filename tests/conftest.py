@@ -34,3 +34,11 @@ def test_clip(tmp_path_factory, small_scene) -> Path:
     path = tmp_path_factory.mktemp("clip") / "divff_tiny_clip.pt"
     train_test_clip(path, TestClipTraining(), sorted(set(DEFAULT_HOLD_OUT) | set(scene_labels(small_scene))))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_xclip(tmp_path_factory) -> Path:
+    """A randomly initialised X-CLIP of the project's tiny architecture, saved like real weights."""
+    from divff_nerfstudio.language.xclip_video import save_tiny_xclip
+
+    return save_tiny_xclip(tmp_path_factory.mktemp("xclip") / "tiny")

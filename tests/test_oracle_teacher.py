@@ -1,6 +1,8 @@
 """The oracle language teacher end to end: targets from the generated scene's label maps, trained
 with the normal pipeline; the query of a moved object lights it where it stands at the render's
-time and not where it stood before; evaluation scores the oracle's own targets as the teacher."""
+time and not where it stood before; evaluation scores the oracle's own targets as the teacher.
+The run's video targets come from the X-CLIP backend (a tiny random model): its plumbing through
+training, queries and the affordance evaluation."""
 
 import json
 from pathlib import Path
@@ -34,13 +36,15 @@ def test_oracle_needs_label_maps(scene_copy):
 
 
 @pytest.fixture(scope="module")
-def oracle_run(small_scene, tmp_path_factory) -> Path:
+def oracle_run(small_scene, tiny_xclip, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("oracle_runs")
     return ns_train(
         "divff", small_scene, out, 600,
         "--pipeline.datamanager.language.oracle", "True",
         "--pipeline.datamanager.language.cache-dir", str(out / "cache"),
         "--pipeline.datamanager.language.pyramid.grid-stride", "4",
+        "--pipeline.datamanager.language.video.backend", "xclip",
+        "--pipeline.datamanager.language.video.model", str(tiny_xclip),
         "--pipeline.model.geometry-steps", "300",
         "--pipeline.model.feature-steps", "200",
     )  # fmt: skip
@@ -78,3 +82,6 @@ def test_evaluate_scores_the_oracle_as_teacher(oracle_run, tmp_path):
     seg = results["object_segmentation"]
     assert seg["teacher_mIoU"] > 20, seg  # 33 when written: 4-pixel cells spread 5-40 pixel objects
     assert set(seg["IoU"]) == set(seg["teacher_IoU"])
+    # affordances asked of the X-CLIP embedding (a random model: the figures are plumbing, not skill)
+    affordances = results["affordance_segmentation"]
+    assert affordances["embedding"] == "video" and set(affordances["IoU"]) == set(affordances["teacher_IoU"]) == {"carrying"}
