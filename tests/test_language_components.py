@@ -1,5 +1,5 @@
 """Language pieces on hand-made inputs: relevancy math, query checks, per-stream compositing of
-features, target lookup, the patch pyramid and the feature cache's fingerprint."""
+features, target lookup, the patch pyramid, region targets and the feature cache's fingerprint."""
 
 import numpy as np
 import pytest
@@ -203,3 +203,43 @@ def test_query_segmentation_scores_labels_present_in_the_frame():
     assert panels[0][1].shape == (8, 12, 3)
     summary = score.summary()
     assert summary["teacher_IoU"] == {"knife": pytest.approx(13 / 24)} and summary["IoU"] == {"knife": pytest.approx(12 / 13)}
+
+
+def test_region_targets_are_sharp_at_region_boundaries():
+    """Where the patch pyramid fades across a colour edge, region targets give every cell on one
+    side its region's embedding: a cell one cell away from the edge (the edge's blurred pixels form
+    strips of their own) equals the ones far from it, while the pyramid's does not."""
+    from divff_nerfstudio.language.region_targets import RegionTargetsConfig, region_targets
+
+    image = torch.zeros(3, 64, 96)
+    image[0, :, :48] = 1.0
+    image[2, :, 48:] = 1.0
+    grid = region_targets(image, _mean_colour_encoder, RegionTargetsConfig(method="felzenszwalb"), (8, 12))
+    assert grid.shape == (8, 12, 3)
+    torch.testing.assert_close(grid[4, 4], grid[4, 0])
+    torch.testing.assert_close(grid[4, 7], grid[4, -1])
+    assert grid[4, 4].argmax() == 0 and grid[4, 7].argmax() == 2  # red left, blue right
+    pyramid = pyramid_targets(image, _mean_colour_encoder, PatchPyramidConfig(patch_fractions=(0.2, 0.4), grid_stride=8))
+    assert (pyramid[4, 4] - pyramid[4, 0]).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("method", ["felzenszwalb", "slic"])
+def test_region_proposals_follow_object_boundaries(small_scene, method):
+    """On the generated test frames, the regions lying mostly inside an object (or the actor)
+    cover it: IoU with its ground-truth mask for every one of at least 15 pixels."""
+    from PIL import Image
+
+    from divff_nerfstudio.language.region_targets import RegionTargetsConfig
+
+    for stem in ("IMG_0000000116", "IMG_0000000156"):
+        image = torch.from_numpy(np.asarray(Image.open(small_scene / "frames" / f"{stem}.bmp"), dtype=np.float32) / 255)
+        regions = RegionTargetsConfig(method=method).propose(image.permute(2, 0, 1))
+        labels = np.load(small_scene / "gt" / f"{stem}.npz")["labels"]
+        for label in np.unique(labels[labels > 0]):
+            truth = labels == label
+            if truth.sum() < 15:
+                continue
+            inside = [r for r in np.unique(regions[truth]) if truth[regions == r].mean() > 0.5]
+            cover = np.isin(regions, inside)
+            iou = (cover & truth).sum() / (cover | truth).sum()
+            assert iou > (0.8 if method == "felzenszwalb" else 0.5), (stem, int(label), iou)

@@ -196,3 +196,27 @@ def test_viewer_finds_the_query_panel_and_applies_it(trained):
     elements["Text query"].value = "  "
     elements["Text query"].cb_hook(elements["Text query"])
     assert model.queries.query is None and "relevancy" not in model.get_outputs_for_camera(camera)
+
+
+def test_region_targets_have_their_own_cache(small_scene, test_clip, tmp_path):
+    """Regions on: the CLIP targets are extracted again into a folder whose manifest records the
+    region settings; the pyramid-only cache keeps its fingerprint (turning regions off reuses it)."""
+    from dataparsers.epic_diff import EpicDiffDataParserConfig
+    from divff_nerfstudio.data.divff_datamanager import DivffDataManagerConfig
+    from divff_nerfstudio.language.clip_encoder import ClipEncoderConfig
+    from divff_nerfstudio.language.region_targets import RegionTargetsConfig
+    from divff_nerfstudio.language.spec import LanguageTargetsConfig
+
+    def targets(regions: RegionTargetsConfig):
+        clip = ClipEncoderConfig(model_name="DivffTiny-CLIP", pretrained=str(test_clip))
+        language = LanguageTargetsConfig(clip=clip, regions=regions, cache_dir=tmp_path)
+        config = DivffDataManagerConfig(data=small_scene, dataparser=EpicDiffDataParserConfig(data=small_scene), language=language)
+        return config.setup(device="cpu", test_mode="val").targets
+
+    plain = targets(RegionTargetsConfig())
+    regional = targets(RegionTargetsConfig(method="slic"))
+    assert plain.folders["clip"] != regional.folders["clip"]
+    assert json.loads((regional.folders["clip"] / "manifest.json").read_text())["regions"]["method"] == "slic"
+    assert "regions" not in json.loads((plain.folders["clip"] / "manifest.json").read_text())
+    assert regional.grids["clip"].shape == plain.grids["clip"].shape and not torch.equal(regional.grids["clip"], plain.grids["clip"])
+    assert targets(RegionTargetsConfig()).folders["clip"] == plain.folders["clip"]

@@ -14,6 +14,7 @@ from typing import Dict, Optional
 from divff_nerfstudio.language.clip_encoder import ClipEncoderConfig, register_project_models
 from divff_nerfstudio.language.dino_targets import DinoTargetsConfig
 from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig
+from divff_nerfstudio.language.region_targets import RegionTargetsConfig
 from divff_nerfstudio.language.video_targets import VideoExtractorConfig, VideoTargetExtractor
 
 
@@ -26,6 +27,7 @@ class LanguageTargetsConfig:
     clip: ClipEncoderConfig = field(default_factory=ClipEncoderConfig)
     video: VideoExtractorConfig = field(default_factory=VideoExtractorConfig)
     pyramid: PatchPyramidConfig = field(default_factory=PatchPyramidConfig)
+    regions: RegionTargetsConfig = field(default_factory=RegionTargetsConfig)
     dino: DinoTargetsConfig = field(default_factory=DinoTargetsConfig)
     cache_dir: Optional[Path] = None
     """Feature cache folder; None: <scene>/divff_cache."""

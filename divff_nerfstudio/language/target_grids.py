@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 from nerfstudio.data.datasets.base_dataset import InputDataset
-from torch import Tensor
+from torch import Tensor, nn
 
 from divff_nerfstudio.language.clip_encoder import ClipEncoder
 from divff_nerfstudio.language.dino_targets import DinoExtractor
 from divff_nerfstudio.language.feature_cache import FeatureCache, cached_grids
 from divff_nerfstudio.language.oracle_targets import OracleTargets
 from divff_nerfstudio.language.pyramid_targets import pyramid_targets
+from divff_nerfstudio.language.region_targets import region_targets
 from divff_nerfstudio.language.spec import LanguageSpec, LanguageTargetsConfig
 from divff_nerfstudio.utils.digests import file_digest
 
@@ -66,12 +67,22 @@ class TargetExtraction:
             return self._oracle(out)
         pyramid = self.config.pyramid
 
+        regions = self.config.regions
+
         def extract(i: int) -> Tensor:
             if self._encoder is None:  # built only when some frame is not cached
                 self._encoder = ClipEncoder(self.config.clip)
-            return pyramid_targets(self._image(i), self._encoder.encode_images, pyramid)
+            image = self._image(i)
+            grid = pyramid_targets(image, self._encoder.encode_images, pyramid)
+            if regions.enabled:
+                by_region = region_targets(image, self._encoder.encode_images, regions, self.grid)
+                grid = nn.functional.normalize((1 - regions.weight) * grid + regions.weight * by_region, dim=-1)
+            return grid
 
-        cache = FeatureCache(self.root, "clip", {"encoder": self.config.clip.identity(), "pyramid": pyramid.identity()})
+        identity = {"encoder": self.config.clip.identity(), "pyramid": pyramid.identity()}
+        if regions.enabled:  # caches made without regions keep their fingerprint
+            identity["regions"] = regions.identity()
+        cache = FeatureCache(self.root, "clip", identity)
         out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, "CLIP targets")
         out.folders["clip"] = cache.folder
         return cache
