@@ -17,6 +17,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
+from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import Progress
 from torch import Tensor, nn
 
@@ -132,6 +133,7 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
     unknown = set(hold_out) - set(all_object_labels())
     if unknown:
         raise ValueError(f"hold-out labels not in the generator's vocabulary: {sorted(unknown)}")
+    CONSOLE.print(f"rendering captioned crops of {cfg.clips} generated clips")
     train = generate_crops(range(cfg.clips), cfg.frames_per_clip, exclude=hold_out)
     seen_eval = generate_crops(range(5000, 5004), 3, exclude=hold_out)
     unseen_eval = generate_crops(
@@ -157,7 +159,7 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
     shapes = frozenset(SHAPES)
     generic = frozenset(GENERIC_CAPTIONS)
     model.train()
-    with Progress(transient=True) as progress:
+    with Progress(transient=True, console=CONSOLE) as progress:
         task = progress.add_task("training the test CLIP", total=steps)
         for _ in range(steps):
             idx = torch.randint(len(train), (cfg.batch_size,), generator=gen)
@@ -181,6 +183,9 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
             opt.step()
             sched.step()
             progress.advance(task)
+            done = int(progress.tasks[0].completed)
+            if not progress.console.is_terminal and done % max(steps // 10, 1) == 0:  # a log file gets a line per tenth
+                progress.console.print(f"training the test CLIP: step {done}/{steps}, loss {float(loss.detach()):.3f}, {time.perf_counter() - start:.0f} s")
     model.eval()
     report = {
         "model_name": MODEL_NAME,

@@ -1,2 +1,2 @@
 """Helpers with no divff concept in them: atomic writes, digests, offline and torch compatibility,
-and the old module paths."""
+the old module paths and the dependencies' known warnings."""
