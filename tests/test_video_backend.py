@@ -1,9 +1,13 @@
 """The X-CLIP video backend with a tiny random model of its architecture (no download): loaded as
 real weights are, its targets extracted from the clip's pixels and cached, text encoded by its own
-text tower, and a clear message when the weights cannot be had."""
+text tower, through ns-train and divff-evaluate's affordance scores, and a clear message when the
+weights cannot be had."""
+
+import json
 
 import pytest
 import torch
+from test_divff_end_to_end import BIN, ns_train, run
 
 from dataparsers.epic_diff import EpicDiffDataParserConfig
 from divff_nerfstudio.data.divff_datamanager import DivffDataManagerConfig
@@ -45,3 +49,21 @@ def test_missing_xclip_weights_name_the_model(tmp_path):
 
     with pytest.raises(VideoWeightsUnavailable, match="nowhere: could not load the X-CLIP config"):
         VideoExtractorConfig(backend="xclip", model=str(tmp_path / "nowhere")).setup()
+
+
+def test_xclip_runs_through_training_and_affordance_evaluation(small_scene, tiny_xclip, tmp_path):
+    """The plumbing only: a random model's figures mean nothing."""
+    config = ns_train(
+        "divff", small_scene, tmp_path, 200,
+        "--pipeline.datamanager.language.oracle", "True",
+        "--pipeline.datamanager.language.cache-dir", str(tmp_path / "cache"),
+        "--pipeline.datamanager.language.video.backend", "xclip",
+        "--pipeline.datamanager.language.video.model", str(tiny_xclip),
+        "--pipeline.model.geometry-steps", "80",
+        "--pipeline.model.feature-steps", "60",
+    )  # fmt: skip
+    out = tmp_path / "evaluation"
+    run(str(BIN / "divff-evaluate"), "--load-config", str(config), "--output-dir", str(out), cwd=tmp_path)
+    affordances = json.loads((out / "results.json").read_text())["affordance_segmentation"]
+    assert affordances["embedding"] == "video" and set(affordances["IoU"]) == set(affordances["teacher_IoU"]) == {"carrying"}
+    assert 0 <= affordances["mIoU"] <= 100 and 0 <= affordances["teacher_mIoU"] <= 100
