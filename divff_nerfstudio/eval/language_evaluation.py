@@ -19,10 +19,10 @@ from jaxtyping import Float
 from matplotlib import colormaps
 
 from divff_nerfstudio.model.language_heads import LanguageHeads, relevancy
-from divff_nerfstudio.model.queries import QueryEncoder, TextQuery, relevancy_maps
+from divff_nerfstudio.model.queries import RELEVANCY_THRESHOLDS, QueryEncoder, TextQuery, relevancy_maps
 
-OBJECT_THRESHOLD = 0.7
-AFFORDANCE_THRESHOLD = 0.54
+OBJECT_THRESHOLD = RELEVANCY_THRESHOLDS["clip"]
+AFFORDANCE_THRESHOLD = RELEVANCY_THRESHOLDS["video"]
 
 
 class QuerySegmentationScore:

@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from jaxtyping import Float
+from nerfstudio.utils.colormaps import ColormapOptions, apply_colormap
 from torch import Tensor
 
 from divff_nerfstudio.language.clip_encoder import ClipEncoder, ClipEncoderConfig
@@ -25,6 +26,8 @@ DEFAULT_NEGATIVES: Dict[str, Tuple[str, ...]] = {
     "clip": ("object", "things", "stuff", "texture"),
     "video": ("general task", "background", "object", "things"),
 }
+RELEVANCY_THRESHOLDS: Dict[str, float] = {"clip": 0.7, "video": 0.54}
+"""Relevancy above which a pixel shows the query (DIV-FF's object and affordance thresholds)."""
 MAX_QUERY_CHARS = 300
 """Longer text is cut: CLIP tokenizers read at most 77 tokens."""
 
@@ -79,8 +82,8 @@ class QueryEncoder:
 def relevancy_maps(
     outputs: Dict[str, Tensor], query: TextQuery, encoder: QueryEncoder, heads: LanguageHeads, stream: str = "composite"
 ) -> Dict[str, Tensor]:
-    """`relevancy_<stream>` for the composite and each stream, and `relevancy` (the one chosen by
-    `stream`). A stream's map is 0 where that stream holds less than half of the pixel: "only
+    """`relevancy_<stream>` for the composite and each stream, `relevancy` (the one chosen by
+    `stream`) and `relevancy_over_rgb` (it over the composite). A stream's map is 0 where that stream holds less than half of the pixel: "only
     moving objects matching 'mug'"."""
     positive, negatives = encoder.encode(query)
     hidden = {k: outputs[f"language_{k}"] for k in STREAMS}
@@ -92,4 +95,16 @@ def relevancy_maps(
             rel = rel * (outputs[f"accumulation_{name}"] > 0.5).to(rel.dtype)
         maps[f"relevancy_{name}"] = rel
     maps["relevancy"] = maps[f"relevancy_{stream}"]
+    if "rgb" in outputs:
+        maps["relevancy_over_rgb"] = relevancy_over_rgb(outputs["rgb"], maps["relevancy"], RELEVANCY_THRESHOLDS[query.kind])
     return maps
+
+
+def relevancy_over_rgb(
+    rgb: Float[Tensor, "*bs 3"], rel: Float[Tensor, "*bs 1"], threshold: float
+) -> Float[Tensor, "*bs 3"]:
+    """The composite with the relevancy colour map blended in where relevancy passes the threshold
+    (LERF users' view: what the query found, in the scene it was found in)."""
+    span = (rel - threshold) / max(1.0 - threshold, 1e-6)
+    heat = apply_colormap(span.clamp(0, 1), ColormapOptions(colormap="turbo"))
+    return torch.where(rel > threshold, 0.4 * rgb + 0.6 * heat, rgb)
