@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -63,11 +63,15 @@ class TargetExtraction:
         return self.dataset.get_image_float32(i)[..., :3].permute(2, 0, 1)
 
     def _clip(self, out: TargetGrids) -> FeatureCache:
-        if self.config.oracle:
-            return self._oracle(out)
-        pyramid = self.config.pyramid
+        extract, identity, description = self._oracle() if self.config.oracle else self._clip_pyramid()
+        cache = FeatureCache(self.root, "clip", identity)
+        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, description)
+        out.folders["clip"] = cache.folder
+        return cache
 
-        regions = self.config.regions
+    def _clip_pyramid(self) -> Tuple[Callable[[int], Tensor], Dict[str, object], str]:
+        """The CLIP's patch pyramid, blended with region embeddings when regions are on."""
+        pyramid, regions = self.config.pyramid, self.config.regions
 
         def extract(i: int) -> Tensor:
             if self._encoder is None:  # built only when some frame is not cached
@@ -82,21 +86,15 @@ class TargetExtraction:
         identity = {"encoder": self.config.clip.identity(), "pyramid": pyramid.identity()}
         if regions.enabled:  # caches made without regions keep their fingerprint
             identity["regions"] = regions.identity()
-        cache = FeatureCache(self.root, "clip", identity)
-        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, "CLIP targets")
-        out.folders["clip"] = cache.folder
-        return cache
+        return extract, identity, "CLIP targets"
 
-    def _oracle(self, out: TargetGrids) -> FeatureCache:
+    def _oracle(self) -> Tuple[Callable[[int], Tensor], Dict[str, object], str]:
         oracle = OracleTargets(Path(self.dataset.image_filenames[0]).parent.parent, self.spec.clip_dim)
 
         def extract(i: int) -> Tensor:
             return oracle.grid(Path(self.dataset.image_filenames[i]), self.grid)
 
-        cache = FeatureCache(self.root, "clip", {**oracle.identity(), "grid": list(self.grid)})
-        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, "oracle targets")
-        out.folders["clip"] = cache.folder
-        return cache
+        return extract, {**oracle.identity(), "grid": list(self.grid)}, "oracle targets"
 
     def _video(self, out: TargetGrids, clip_cache: FeatureCache) -> None:
         video, clip = self.spec.video, out.grids["clip"]

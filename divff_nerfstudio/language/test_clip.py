@@ -161,7 +161,7 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
     model.train()
     with Progress(transient=True, console=CONSOLE) as progress:
         task = progress.add_task("training the test CLIP", total=steps)
-        for _ in range(steps):
+        for step in range(steps):
             idx = torch.randint(len(train), (cfg.batch_size,), generator=gen)
             captions = [caption_for(train[i], rng) for i in idx.tolist()]
             texts = sorted({c for c, _ in captions})
@@ -183,9 +183,8 @@ def train_test_clip(out: Path, cfg: TestClipTraining, hold_out: Sequence[str] = 
             opt.step()
             sched.step()
             progress.advance(task)
-            done = int(progress.tasks[0].completed)
-            if not progress.console.is_terminal and done % max(steps // 10, 1) == 0:  # a log file gets a line per tenth
-                progress.console.print(f"training the test CLIP: step {done}/{steps}, loss {float(loss.detach()):.3f}, {time.perf_counter() - start:.0f} s")
+            if not progress.console.is_terminal and (step + 1) % max(steps // 10, 1) == 0:  # a log file gets a line per tenth
+                progress.console.print(f"training the test CLIP: step {step + 1}/{steps}, loss {float(loss.detach()):.3f}, {time.perf_counter() - start:.0f} s")
     model.eval()
     report = {
         "model_name": MODEL_NAME,

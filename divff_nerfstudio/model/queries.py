@@ -82,8 +82,8 @@ class QueryEncoder:
 def relevancy_maps(
     outputs: Dict[str, Tensor], query: TextQuery, encoder: QueryEncoder, heads: LanguageHeads, stream: str = "composite"
 ) -> Dict[str, Tensor]:
-    """`relevancy_<stream>` for the composite and each stream, `relevancy` (the one chosen by
-    `stream`) and `relevancy_over_rgb` (it over the composite). A stream's map is 0 where that stream holds less than half of the pixel: "only
+    """`relevancy_<stream>` for the composite and each stream, and `relevancy` (the one chosen by
+    `stream`). A stream's map is 0 where that stream holds less than half of the pixel: "only
     moving objects matching 'mug'"."""
     positive, negatives = encoder.encode(query)
     hidden = {k: outputs[f"language_{k}"] for k in STREAMS}
@@ -95,8 +95,6 @@ def relevancy_maps(
             rel = rel * (outputs[f"accumulation_{name}"] > 0.5).to(rel.dtype)
         maps[f"relevancy_{name}"] = rel
     maps["relevancy"] = maps[f"relevancy_{stream}"]
-    if "rgb" in outputs:
-        maps["relevancy_over_rgb"] = relevancy_over_rgb(outputs["rgb"], maps["relevancy"], RELEVANCY_THRESHOLDS[query.kind])
     return maps
 
 

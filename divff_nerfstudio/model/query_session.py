@@ -16,7 +16,14 @@ from torch import Tensor, nn
 from divff_nerfstudio.language.clip_encoder import ClipWeightsUnavailable
 from divff_nerfstudio.model.compositing import STREAMS
 from divff_nerfstudio.model.language_heads import LanguageHeads
-from divff_nerfstudio.model.queries import QueryEncoder, QueryError, TextQuery, relevancy_maps
+from divff_nerfstudio.model.queries import (
+    RELEVANCY_THRESHOLDS,
+    QueryEncoder,
+    QueryError,
+    TextQuery,
+    relevancy_maps,
+    relevancy_over_rgb,
+)
 from divff_nerfstudio.model.viewer_query import QueryPanel
 
 
@@ -54,10 +61,13 @@ class QuerySession(nn.Module):
             self.clear()
 
     def relevancy(self, outputs: Dict[str, Tensor], heads: LanguageHeads) -> Dict[str, Tensor]:
-        """The query's relevancy maps of a render by the model's language heads (nothing without a query)."""
+        """The query's relevancy maps of a render by the model's language heads, and the chosen map
+        over the composite (`relevancy_over_rgb`); nothing without a query."""
         if self.query is None:
             return {}
-        return relevancy_maps(outputs, self.query, self.encoder, heads, self.stream)
+        maps = relevancy_maps(outputs, self.query, self.encoder, heads, self.stream)
+        maps["relevancy_over_rgb"] = relevancy_over_rgb(outputs["rgb"], maps["relevancy"], RELEVANCY_THRESHOLDS[self.query.kind])
+        return maps
 
     def cached_render(self, key: Optional[tuple], render: Callable[[], Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """The outputs of `render()`, or of the last render when it had the same key (None: never cached)."""
