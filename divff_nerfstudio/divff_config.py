@@ -11,12 +11,12 @@ import copy
 
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from dataparsers.epic_diff import EpicDiffDataParserConfig
 from divff_nerfstudio.data.divff_datamanager import DivffDataManagerConfig
 from divff_nerfstudio.engine.optimizers import FusedAdamOptimizerConfig
+from divff_nerfstudio.engine.pipeline import DivffPipelineConfig
 from divff_nerfstudio.engine.trainer import DivffTrainerConfig
 from divff_nerfstudio.model.divff_model import DivffModelConfig
 from divff_nerfstudio.utils import compat
@@ -32,7 +32,7 @@ divff_method = MethodSpecification(
         steps_per_save=1000,
         max_num_iterations=3000,
         mixed_precision=False,
-        pipeline=VanillaPipelineConfig(
+        pipeline=DivffPipelineConfig(
             datamanager=DivffDataManagerConfig(
                 dataparser=EpicDiffDataParserConfig(),
                 train_num_rays_per_batch=1024,

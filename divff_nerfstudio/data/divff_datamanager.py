@@ -21,6 +21,7 @@ from rich.progress import track
 from torch import Tensor
 
 from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evidence
+from divff_nerfstudio.engine.distributed import main_process_first
 from divff_nerfstudio.engine.random_state import fenced_random_states
 from divff_nerfstudio.language.spec import LanguageTargetsConfig
 from divff_nerfstudio.language.target_grids import TargetExtraction, TargetGrids, lookup_targets
@@ -56,7 +57,9 @@ class DivffDataManager(VanillaDataManager):
         spec = language.spec()
         self.train_dataset.metadata["language"] = spec
         if test_mode == "val":  # training: ns-train
-            with fenced_random_states():  # a cold cache must not change the model a seed gives
+            # a cold cache must not change the model a seed gives; with several processes, rank 0
+            # extracts and the others read its cache
+            with fenced_random_states(), main_process_first():
                 self.targets = TargetExtraction(language, spec, self.train_dataset, self.cache_root).all()
 
     @property

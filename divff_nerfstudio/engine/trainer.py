@@ -20,10 +20,10 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Type
+from typing import Dict, Literal, Optional, Type
 
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
-from nerfstudio.utils import writer
+from nerfstudio.utils import comms, writer
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from divff_nerfstudio.engine.checkpoints import (
@@ -34,9 +34,20 @@ from divff_nerfstudio.engine.checkpoints import (
     remove_staged_checkpoints,
     write_checkpoint,
 )
+from divff_nerfstudio.engine.distributed import gather_objects
 from divff_nerfstudio.engine.random_state import random_states, restore_random_states
 
 INTERRUPTED_EXIT_STATUS = 130  # the shell's status for a process ended by SIGINT
+_DDP_PREFIX = "_model.module."
+
+
+def _own_random_states(state: Dict, rank: int, world_size: int) -> Optional[Dict]:
+    """This rank's generators when the checkpoint was saved by as many processes; otherwise rank
+    0's (a run resumed with another process count cannot draw the same rays anyway)."""
+    of_ranks = state.get("random_states_of_ranks")
+    if of_ranks is not None and len(of_ranks) == world_size:
+        return of_ranks[rank]
+    return state.get("random_states")
 
 
 @dataclass
@@ -86,7 +97,7 @@ class DivffTrainer(Trainer):
             if not Path(self.config.load_checkpoint).exists():
                 raise CheckpointError(f"{self.config.load_checkpoint}: --load-checkpoint does not exist")
             state = read_checkpoint(Path(self.config.load_checkpoint))
-        states = state.get("random_states") if state is not None else None
+        states = _own_random_states(state, self.local_rank, self.world_size) if state is not None else None
         del state  # nerfstudio reads the file again with its own loader
         super()._load_checkpoint()
         self._done_step = self._start_step - 1
@@ -95,21 +106,30 @@ class DivffTrainer(Trainer):
 
     # ------------------------------------------------------------------ saving
     def save_checkpoint(self, step: int) -> None:
-        """nerfstudio's checkpoint content plus the random states, written atomically; older
-        checkpoints are removed only once this one is complete."""
+        """nerfstudio's checkpoint content plus the random states, written atomically by rank 0;
+        older checkpoints are removed only once this one is complete. With several processes each
+        rank draws its own rays, so every rank's generators are kept, and the model's parameters
+        are saved without DDP's `module.` prefix: one checkpoint, whatever the process count."""
         if step < 0:  # nothing trained yet
+            return
+        states = gather_objects(random_states())
+        if not comms.is_main_process():
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         path = self.checkpoint_dir / f"step-{step:09d}.ckpt"
-        pipeline = self.pipeline.module if hasattr(self.pipeline, "module") else self.pipeline
+        pipeline = {
+            "_model." + k[len(_DDP_PREFIX) :] if k.startswith(_DDP_PREFIX) else k: v for k, v in self.pipeline.state_dict().items()
+        }
         state = {
             "step": step,
-            "pipeline": pipeline.state_dict(),
+            "pipeline": pipeline,
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.optimizers.schedulers.items()},
             "scalers": self.grad_scaler.state_dict(),
-            "random_states": random_states(),
+            "random_states": states[0],
         }
+        if len(states) > 1:
+            state["random_states_of_ranks"] = states
         write_checkpoint(path, state, staging=self.checkpoint_dir.parent)
         if self.config.save_only_latest_checkpoint:
             for old in checkpoints_newest_first(self.checkpoint_dir):

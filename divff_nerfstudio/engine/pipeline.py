@@ -1,0 +1,46 @@
+"""nerfstudio's pipeline, with the model wrapped for several processes on any device.
+
+nerfstudio wraps the model as `DDP(model, device_ids=[local_rank])`: right for one GPU per
+process, refused by torch for a model on the CPU (gloo), where DDP takes no device ids. Otherwise
+this is nerfstudio's VanillaPipeline; `find_unused_parameters` stays on because a step can skip
+parameters (the language heads in the geometry stage, the geometry in the feature stage, the
+proposal network between its updates).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Type
+
+import torch
+import torch.distributed as dist
+from nerfstudio.models.base_model import Model
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from torch.amp import GradScaler
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+@dataclass
+class DivffPipelineConfig(VanillaPipelineConfig):
+    _target: Type = field(default_factory=lambda: DivffPipeline)
+
+
+class DivffPipeline(VanillaPipeline):
+    def __init__(
+        self,
+        config: DivffPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[GradScaler] = None,
+    ):
+        # built as for one process (nerfstudio would wrap with GPU device ids), then wrapped here
+        super().__init__(config, device, test_mode, world_size=1, local_rank=local_rank, grad_scaler=grad_scaler)
+        self.world_size = world_size
+        if world_size > 1:
+            on_gpu = torch.device(device).type == "cuda"
+            device_ids = [local_rank] if on_gpu else None
+            self._model = typing.cast(Model, DDP(self._model, device_ids=device_ids, find_unused_parameters=True))
+            dist.barrier(device_ids=device_ids)
