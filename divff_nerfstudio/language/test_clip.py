@@ -36,8 +36,10 @@ DEFAULT_HOLD_OUT = ("red cone", "green ball", "blue capsule", "yellow disc", "or
 class TestClipTraining:
     """How the test CLIP is trained (fields are flags of divff-train-test-clip)."""
 
-    clips: int = 60
-    """Generated clips crops are taken from (8 objects each): many clips, few frames, for variety."""
+    clips: int = 300
+    """Generated clips crops are taken from (8 objects each): many clips, few frames, for variety.
+    Held-out label accuracy with 60 / 150 / 300 clips: 0.63 / 0.76 / 0.89 (shape words are what
+    more scenes teach: ball against egg, cube against cylinder, disc against brick)."""
     frames_per_clip: int = 2
     epochs: int = 40
     """Passes over the crops (held-out shape accuracy, 20 -> 40 epochs: 0.32 -> 0.62)."""
