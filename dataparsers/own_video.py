@@ -25,7 +25,7 @@ from dataparsers.epic_diff_scene import (
     EpicDiffScene,
     check_frames_exist,
     check_number,
-    check_pose,
+    check_poses,
     read_json,
     scale_intrinsics,
 )
@@ -103,7 +103,7 @@ def load_transforms_scene(
     report_unposed([n for n in video if n not in by_name], image_dir)
     ids = sorted(ids_of[n] for n in by_name)
     name_of = {ids_of[n]: n for n in by_name}
-    poses = {i: check_pose(by_name[name_of[i]]["transform_matrix"], path, i) for i in ids}
+    poses = check_poses({i: by_name[name_of[i]]["transform_matrix"] for i in ids}, path)
     image_paths = {i: root / by_name[name_of[i]]["file_path"] for i in ids}
 
     nears, fars = _near_far(root, colmap_model, by_name, ids_of)

@@ -330,3 +330,24 @@ def test_errors_never_touch_the_scene(scene_copy):
     before[scene_copy / "meta.json"] = (scene_copy / "meta.json").read_bytes()
     expect_error(scene_copy, "'ids_train' is empty")
     assert {p: p.read_bytes() for p in scene_copy.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("problem", ["duplicate id", "missing frame"])
+def test_a_100_mb_meta_json_fails_on_its_item(scene_copy, problem):
+    """A long video's meta.json (half a million frames, ~100 MB) with one bad item: the error names
+    it (checks run once per frame, never once per pair of frames)."""
+    meta = read_meta(scene_copy)
+    template = meta["ids_all"][0]
+    extra = range(10_000_000, 10_500_000)
+    meta["ids_all"] += list(extra)
+    for key in ("poses", "nears", "fars"):
+        meta[key].update({str(i): meta[key][str(template)] for i in extra})
+    meta["images"].update({str(i): f"IMG_{i:010d}.jpg" for i in extra})
+    if problem == "duplicate id":
+        meta["ids_all"].append(10_499_999)
+    write_meta(scene_copy, meta)
+    assert (scene_copy / "meta.json").stat().st_size > 90e6
+    if problem == "duplicate id":
+        expect_error(scene_copy, "meta.json", "frame id 10499999", "more than once")
+    else:
+        expect_error(scene_copy, "IMG_0010000000.jpg", "frame id 10000000", "missing")
