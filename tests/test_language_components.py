@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from divff_nerfstudio.data.divff_datamanager import lookup_targets
-from divff_nerfstudio.language.feature_cache import FeatureCache, cached_grids
+from divff_nerfstudio.language.feature_cache import CachedFrames, CacheReadError, FeatureCache, cached_grids
 from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig, pyramid_targets
 from divff_nerfstudio.model.compositing import STREAMS
 from divff_nerfstudio.model.language_heads import LanguageHeads, feature_loss, relevancy
@@ -132,6 +132,24 @@ def test_feature_cache_reextracts_only_when_the_fingerprint_changes(tmp_path):
     calls.clear()
     cached_grids(cache, keys, (2, 3, 4), extract, "test")
     assert calls == [0]
+
+
+def test_cached_frames_read_only_what_a_batch_needs_and_give_the_held_targets(tmp_path):
+    keys = [f"frame{i}" for i in range(6)]
+    shape = (3, 4, 5)
+    held = cached_grids(FeatureCache(tmp_path, "clip", {}), keys, shape, lambda i: torch.randn(shape), "test")
+    lazy = cached_grids(FeatureCache(tmp_path, "clip", {}), keys, shape, lambda i: pytest.fail("cached"), "test", keep=2)
+    assert isinstance(lazy, CachedFrames) and lazy.shape == held.shape
+    gen = torch.Generator().manual_seed(0)
+    indices = torch.stack([torch.tensor([4, 1, 4, 1]), torch.randint(0, 30, (4,), generator=gen), torch.randint(0, 40, (4,), generator=gen)], -1)
+    torch.testing.assert_close(lookup_targets(lazy, indices, (30, 40)), lookup_targets(held, indices, (30, 40)))
+    assert list(lazy._kept) == [1, 4]  # the batch's two frames (read in order), nothing else
+    lazy[[0]]
+    assert list(lazy._kept) == [4, 0]  # the least recently used went
+    # a grid that goes bad after the check is reported by file, not read as a target
+    lazy.cache.path("frame5").write_bytes(b"")
+    with pytest.raises(CacheReadError, match="frame5"):
+        lazy[[5]]
 
 
 @pytest.fixture(scope="module")

@@ -225,3 +225,35 @@ def test_region_targets_have_their_own_cache(small_scene, test_clip, tmp_path):
     assert "regions" not in json.loads((plain.folders["clip"] / "manifest.json").read_text())
     assert regional.grids["clip"].shape == plain.grids["clip"].shape and not torch.equal(regional.grids["clip"], plain.grids["clip"])
     assert targets(RegionTargetsConfig()).folders["clip"] == plain.folders["clip"]
+
+
+def test_a_long_video_holds_a_subset_of_frames_and_their_targets(small_scene, test_clip, tmp_path):
+    """Past long_video.min_frames, rays come from a subset of frames drawn again every few steps,
+    and the targets stay in the cache: each batch gets the same targets as from held grids."""
+    from dataparsers.epic_diff import EpicDiffDataParserConfig
+    from divff_nerfstudio.data.divff_datamanager import DivffDataManagerConfig, LongVideoConfig
+    from divff_nerfstudio.language.clip_encoder import ClipEncoderConfig
+    from divff_nerfstudio.language.feature_cache import CachedFrames
+    from divff_nerfstudio.language.spec import LanguageTargetsConfig
+    from divff_nerfstudio.language.target_grids import lookup_targets
+
+    def manager(long_video: LongVideoConfig):
+        clip = ClipEncoderConfig(model_name="DivffTiny-CLIP", pretrained=str(test_clip))
+        language = LanguageTargetsConfig(clip=clip, cache_dir=tmp_path)
+        config = DivffDataManagerConfig(
+            data=small_scene, dataparser=EpicDiffDataParserConfig(data=small_scene), language=language, long_video=long_video
+        )
+        return config.setup(device="cpu", test_mode="val")
+
+    held = manager(LongVideoConfig(min_frames=0)).targets.grids
+    assert all(torch.is_tensor(g) for g in held.values())
+    long = manager(LongVideoConfig(min_frames=10, frames=4, steps=3))  # 16 training frames
+    assert all(isinstance(g, CachedFrames) for g in long.targets.grids.values())
+    subsets = []
+    for step in range(8):
+        _, batch = long.next_train(step)
+        subsets.append(frozenset(batch["indices"][:, 0].tolist()))
+        for kind in ("clip", "video"):
+            torch.testing.assert_close(batch[kind], lookup_targets(held[kind], batch["indices"], (64, 96)))
+    assert all(len(s) <= 4 for s in subsets)
+    assert len(frozenset().union(*subsets)) > 4  # another subset was drawn

@@ -17,6 +17,7 @@ from typing import Dict, Literal, Optional, Tuple, Type, Union
 import torch
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 from torch import Tensor
 
@@ -28,10 +29,26 @@ from divff_nerfstudio.language.target_grids import TargetExtraction, TargetGrids
 
 
 @dataclass
+class LongVideoConfig:
+    """How a long video keeps memory bounded: rays come from a random subset of its frames, drawn
+    again every few steps (nerfstudio's train-num-images-to-sample-from and
+    train-num-times-to-repeat-images, set so when left at -1), and only that subset's images and
+    language targets are in memory; the targets stay in their cache and are read as needed."""
+
+    min_frames: int = 400
+    """Videos with more training frames than this train this way (0: never)."""
+    frames: int = 200
+    """Frames the rays of each step come from."""
+    steps: int = 100
+    """Steps before another subset is drawn."""
+
+
+@dataclass
 class DivffDataManagerConfig(VanillaDataManagerConfig):
     _target: Type = field(default_factory=lambda: DivffDataManager)
     language: LanguageTargetsConfig = field(default_factory=LanguageTargetsConfig)
     motion_prior: MotionPriorConfig = field(default_factory=MotionPriorConfig)
+    long_video: LongVideoConfig = field(default_factory=LongVideoConfig)
 
 
 class DivffDataManager(VanillaDataManager):
@@ -60,7 +77,24 @@ class DivffDataManager(VanillaDataManager):
             # a cold cache must not change the model a seed gives; with several processes, rank 0
             # extracts and the others read its cache
             with fenced_random_states(), main_process_first():
-                self.targets = TargetExtraction(language, spec, self.train_dataset, self.cache_root).all()
+                self.targets = TargetExtraction(language, spec, self.train_dataset, self.cache_root, self._frames_held()).all()
+
+    def setup_train(self) -> None:
+        long_video, frames = self.config.long_video, len(self.train_dataset)
+        if 0 < long_video.min_frames < frames and self.config.train_num_images_to_sample_from == -1:
+            # the config object is this run's: ns-train has saved config.yml by now, and a resumed run does the same
+            self.config.train_num_images_to_sample_from = min(long_video.frames, frames)
+            self.config.train_num_times_to_repeat_images = long_video.steps
+            CONSOLE.print(
+                f"{frames} training frames: each step's rays come from {long_video.frames} of them, drawn again every "
+                f"{long_video.steps} steps (--pipeline.datamanager.long-video.*)"
+            )
+        super().setup_train()
+
+    def _frames_held(self) -> Optional[int]:
+        """How many frames' target grids to hold: all (None) unless rays come from a subset of frames."""
+        subset = self.config.train_num_images_to_sample_from
+        return subset if 0 < subset < len(self.train_dataset) else None
 
     @property
     def cache_root(self) -> Path:

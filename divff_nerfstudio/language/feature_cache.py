@@ -12,8 +12,9 @@ When nothing matches, the caches of other settings are listed with what differs.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -92,6 +93,10 @@ class CacheWriteError(UserError, RuntimeError):
     """A grid could not be stored (disk full, no permission): what is cached so far stays valid."""
 
 
+class CacheReadError(UserError, RuntimeError):
+    """A grid checked before training can no longer be read (deleted or damaged meanwhile)."""
+
+
 def read_manifest(path: Path) -> Optional[Dict]:
     try:
         return json.loads(path.read_text())
@@ -99,22 +104,68 @@ def read_manifest(path: Path) -> Optional[Dict]:
         return None
 
 
+class CachedFrames:
+    """The grids of every frame, left in the cache folder and read when a batch needs them: a long
+    video's targets need not fit in memory. The `keep` frames read last stay in memory, which is
+    what sampling rays from a subset of frames for many steps (long videos) reuses."""
+
+    def __init__(self, cache: FeatureCache, keys: Sequence[str], shape: Tuple[int, ...], keep: int):
+        self.cache, self.keys, self.keep = cache, list(keys), max(keep, 1)
+        self.shape = (len(self.keys), *shape)
+        self._kept: OrderedDict[int, Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, frames: Union[Sequence[int], Tensor]) -> Tensor:
+        """The grids of `frames` (indices into the dataset), stacked."""
+        out = []
+        for i in [int(f) for f in frames]:
+            grid = self._kept.pop(i, None)
+            if grid is None:
+                stored = self.cache.load(self.keys[i], self.shape[1:])
+                if stored is None:
+                    raise CacheReadError(
+                        f"{self.cache.path(self.keys[i])}: a cached target grid went missing or bad during training; "
+                        "run the same command again to extract it (the rest stays cached)"
+                    )
+                grid = torch.from_numpy(stored)
+            self._kept[i] = grid  # the most recently used last
+            if len(self._kept) > self.keep:
+                self._kept.popitem(last=False)
+            out.append(grid)
+        return torch.stack(out)
+
+
 def cached_grids(
-    cache: FeatureCache, keys: Sequence[str], shape: Tuple[int, ...], extract: Callable[[int], Tensor], description: str
-) -> Tensor:
-    """All frames' grids as one fp16 tensor (n, *shape): loaded from the cache, the missing ones
-    extracted (with a progress bar) and stored as they come."""
+    cache: FeatureCache,
+    keys: Sequence[str],
+    shape: Tuple[int, ...],
+    extract: Callable[[int], Tensor],
+    description: str,
+    keep: Optional[int] = None,
+) -> Union[Tensor, CachedFrames]:
+    """All frames' grids: loaded from the cache, the missing ones extracted (with a progress bar)
+    and stored as they come. Returned as one fp16 tensor (n, *shape), or, given `keep`, as
+    CachedFrames that read them back as needed (every file is still checked once here)."""
     cache.check_manifest()
-    out = torch.empty((len(keys), *shape), dtype=torch.float16)
+    held = keep is None
+    out = torch.empty((len(keys), *shape), dtype=torch.float16) if held else None
     missing = []
     for i, key in enumerate(keys):
         grid = cache.load(key, shape)
         if grid is None:
             missing.append(i)
-        else:
+        elif held:
             out[i] = torch.from_numpy(grid)
-    if not missing:
-        return out
+    if missing:
+        _extract_missing(cache, keys, missing, extract, description, out)
+    return out if held else CachedFrames(cache, keys, shape, keep)
+
+
+def _extract_missing(
+    cache: FeatureCache, keys: Sequence[str], missing: List[int], extract: Callable[[int], Tensor], description: str, out: Optional[Tensor]
+) -> None:
     if len(missing) == len(keys):
         for other in cache.differences_from_other_caches():
             CONSOLE.print(f"[yellow]{description}: not using the cache {other}")
@@ -130,6 +181,6 @@ def cached_grids(
                     f"{cache.path(keys[i])}: could not store {description} ({err.strerror or err}). "
                     f"The {len(keys) - len(missing) + n} frames cached so far are kept; free space and run again to resume."
                 ) from err
-            out[i] = grid
+            if out is not None:
+                out[i] = grid
             progress.advance(task)
-    return out

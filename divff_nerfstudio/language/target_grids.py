@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from divff_nerfstudio.language.clip_encoder import ClipEncoder
 from divff_nerfstudio.language.dino_targets import DinoExtractor
-from divff_nerfstudio.language.feature_cache import FeatureCache, cached_grids
+from divff_nerfstudio.language.feature_cache import CachedFrames, FeatureCache, cached_grids
 from divff_nerfstudio.language.oracle_targets import OracleTargets
 from divff_nerfstudio.language.pyramid_targets import pyramid_targets
 from divff_nerfstudio.language.region_targets import region_targets
@@ -31,17 +31,22 @@ from divff_nerfstudio.utils.digests import file_digest
 
 @dataclass
 class TargetGrids:
-    """fp16 grids (frames, gh, gw, d) per target kind, and the cache folder each came from."""
+    """fp16 grids (frames, gh, gw, d) per target kind, held or read from the cache as needed, and
+    the cache folder each came from."""
 
-    grids: Dict[str, Tensor] = field(default_factory=dict)
+    grids: Dict[str, Union[Tensor, CachedFrames]] = field(default_factory=dict)
     folders: Dict[str, Path] = field(default_factory=dict)
 
 
 class TargetExtraction:
     """Loads or extracts the target grids of one dataset's frames under one cache root."""
 
-    def __init__(self, config: LanguageTargetsConfig, spec: LanguageSpec, dataset: InputDataset, root: Path):
+    def __init__(
+        self, config: LanguageTargetsConfig, spec: LanguageSpec, dataset: InputDataset, root: Path, keep: Optional[int] = None
+    ):
+        """`keep`: leave the grids in the cache and hold only the last `keep` frames read (long videos)."""
         self.config = config
+        self.keep = keep
         self.spec = spec
         self.dataset = dataset
         self.root = root
@@ -65,7 +70,7 @@ class TargetExtraction:
     def _clip(self, out: TargetGrids) -> FeatureCache:
         extract, identity, description = self._oracle() if self.config.oracle else self._clip_pyramid()
         cache = FeatureCache(self.root, "clip", identity)
-        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, description)
+        out.grids["clip"] = cached_grids(cache, self.keys, (*self.grid, self.spec.clip_dim), extract, description, self.keep)
         out.folders["clip"] = cache.folder
         return cache
 
@@ -109,7 +114,7 @@ class TargetExtraction:
         identity = {"extractor": video.identity(), "clip": clip_cache.folder.name, "frames": frame_index}
         cache = FeatureCache(self.root, "video", identity)
         out.folders["video"] = cache.folder
-        out.grids["video"] = cached_grids(cache, self.keys, (*self.grid, self.spec.video_dim), extract, "video targets")
+        out.grids["video"] = cached_grids(cache, self.keys, (*self.grid, self.spec.video_dim), extract, "video targets", self.keep)
 
     def _dino(self, out: TargetGrids) -> None:
         dino = self.config.dino
@@ -122,13 +127,16 @@ class TargetExtraction:
         def extract(i: int) -> Tensor:
             return extractor.extract(self._image(i), self.grid)
 
-        out.grids["dino"] = cached_grids(cache, self.keys, (*self.grid, dino.pca_dim), extract, "DINO targets")
+        out.grids["dino"] = cached_grids(cache, self.keys, (*self.grid, dino.pca_dim), extract, "DINO targets", self.keep)
 
 
 def lookup_targets(
-    grids: Float[Tensor, "n gh gw d"], indices: Int[Tensor, "rays 3"], image_size: Tuple[int, int]
+    grids: Union[Float[Tensor, "n gh gw d"], CachedFrames], indices: Int[Tensor, "rays 3"], image_size: Tuple[int, int]
 ) -> Float[Tensor, "rays d"]:
     """Bilinear read of each ray's target at its pixel centre (grid cells cover the image evenly)."""
+    if isinstance(grids, CachedFrames):  # read the batch's frames only
+        frames, local = indices[:, 0].long().unique(return_inverse=True)
+        return lookup_targets(grids[frames], torch.cat([local[:, None], indices[:, 1:].long()], dim=1), image_size)
     _, gh, gw, _ = grids.shape
     cam, y, x = indices[:, 0].long(), indices[:, 1].float(), indices[:, 2].float()
     u = ((y + 0.5) * gh / image_size[0] - 0.5).clamp(0, gh - 1)
