@@ -2,6 +2,7 @@
 extracts and caches targets, learns per-stream features, and a text query for an object's label
 lights that object up; evaluate.py scores object segmentation; divff-render renders relevancy."""
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -179,12 +180,15 @@ def test_many_queries_in_a_row_from_the_viewer_keep_memory_flat(trained):
     assert resident_mb() - before < 64, f"{before:.0f} -> {resident_mb():.0f} MB over 300 queries"
 
 
-def test_viewer_finds_the_query_panel_and_applies_it(trained):
+def test_viewer_finds_the_query_panel_and_applies_it(trained, monkeypatch):
     """The viewer installs every ViewerElement found on the pipeline and calls its hook on edits:
     do what it does, without a browser."""
+    from nerfstudio.models.base_model import Model
     from nerfstudio.utils.eval_utils import eval_setup
     from nerfstudio.viewer.utils import parse_object
     from nerfstudio.viewer.viewer_elements import ViewerElement
+
+    from divff_nerfstudio.model.queries import DEFAULT_NEGATIVES
 
     _, pipeline, _, _ = eval_setup(trained, test_mode="test")
     elements = {e.name: e for _, e in parse_object(pipeline, ViewerElement, "Custom Elements")}
@@ -198,9 +202,34 @@ def test_viewer_finds_the_query_panel_and_applies_it(trained):
     assert model.queries.query is not None and model.queries.query.positive == "hand" and model.queries.stream == "actor"
     outputs = model.get_outputs_for_camera(camera)
     assert torch.equal(outputs["relevancy"], outputs["relevancy_actor"])
+    # the viewer renders a small preview and then the full size: a new query answers both unrendered
+    preview = copy.deepcopy(camera)
+    preview.rescale_output_resolution(0.5)
+    small = model.get_outputs_for_camera(preview)
+    renders = []
+    monkeypatch.setattr(Model, "get_outputs_for_camera", lambda *a, **k: renders.append(1))
+    elements["Text query"].value = "red"
+    elements["Text query"].cb_hook(elements["Text query"])
+    assert model.get_outputs_for_camera(preview)["relevancy"].shape == small["relevancy"].shape
+    assert model.get_outputs_for_camera(camera)["relevancy"].shape == outputs["relevancy"].shape
+    assert renders == []
+    monkeypatch.undo()
+    # switching the embedding to video swaps untouched negatives for the video ones; edited ones stay
+    elements["Embedding"].value = "video"
+    elements["Embedding"].cb_hook(elements["Embedding"])
+    assert elements["Negatives"].value == ", ".join(DEFAULT_NEGATIVES["video"])
+    elements["Negatives"].value = "floor"
+    elements["Embedding"].value = "clip"
+    elements["Embedding"].cb_hook(elements["Embedding"])
+    assert elements["Negatives"].value == "floor"
+    # an emptied box leaves blank maps, so the viewer keeps showing the relevancy output
     elements["Text query"].value = "  "
     elements["Text query"].cb_hook(elements["Text query"])
-    assert model.queries.query is None and "relevancy" not in model.get_outputs_for_camera(camera)
+    blank = model.get_outputs_for_camera(camera)
+    assert model.queries.query is None and not blank["relevancy"].any()
+    assert torch.equal(blank["relevancy_over_rgb"], blank["rgb"])
+    model.queries.clear()  # as ns-render without a query
+    assert "relevancy" not in model.get_outputs_for_camera(camera)
 
 
 def test_region_targets_have_their_own_cache(small_scene, test_clip, tmp_path):

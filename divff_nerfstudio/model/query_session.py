@@ -1,4 +1,4 @@
-"""The text query a model's renders answer, the viewer panel that sets it, and the last render kept
+"""The text query a model's renders answer, the viewer panel that sets it, and the last renders kept
 so that a new query on an unchanged view costs a relevancy pass, not a render.
 
 A parameter-free module the model delegates to: nerfstudio's viewer finds the panel's elements by
@@ -7,6 +7,7 @@ walking the pipeline's modules, and nothing here enters a checkpoint.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from nerfstudio.cameras.cameras import Cameras
@@ -26,6 +27,11 @@ from divff_nerfstudio.model.queries import (
 )
 from divff_nerfstudio.model.viewer_query import QueryPanel
 
+KEPT_RENDERS = 2
+"""The viewer renders each view twice, a small preview and then the full size: both are kept, so a
+new query on a still view answers at either size without rendering. Each kept render holds every
+stream's features, which is why no more are kept."""
+
 
 class QuerySession(nn.Module):
     def __init__(self, encoder: QueryEncoder):
@@ -35,7 +41,11 @@ class QuerySession(nn.Module):
         self.query: Optional[TextQuery] = None
         self.stream = "composite"
         """The stream whose map `relevancy` shows: composite or one of STREAMS."""
-        self._last_render: Optional[Tuple[tuple, Dict[str, Tensor]]] = None
+        self._blank: Tuple[str, ...] = ()
+        """The outputs a query gave, kept as blank maps once the viewer's text box is emptied: the
+        viewer would otherwise fall back to rgb and the user pick relevancy again."""
+        self._renders: OrderedDict[tuple, Dict[str, Tensor]] = OrderedDict()
+        """The last KEPT_RENDERS renders by camera key, the most recent last."""
 
     def set(self, positive: str, negatives: Optional[Sequence[str]] = None, kind: str = "clip", stream: str = "composite") -> None:
         """Renders from now on carry relevancy maps for this text (QueryError if it cannot be asked)."""
@@ -47,34 +57,49 @@ class QuerySession(nn.Module):
 
     def clear(self) -> None:
         self.query = None
+        self._blank = ()
+
+    def _outputs_of_query(self) -> Tuple[str, ...]:
+        if self.query is None:
+            return ()
+        return ("relevancy", "relevancy_over_rgb", *(f"relevancy_{k}" for k in ("composite", *STREAMS)))
 
     def apply_text(self, text: str, negatives: str, kind: str, stream: str) -> None:
         """The viewer's query panel: blank text clears; a query that cannot be asked is reported and
         cleared, never raised into the viewer."""
+        blank = tuple(self._blank or self._outputs_of_query())
         if not text.strip():
             self.clear()
+            self._blank = blank
             return
         try:
             self.set(text, negatives.split(","), kind, stream)
         except (QueryError, ClipWeightsUnavailable) as err:
             CONSOLE.print(f"[yellow]query not applied: {err}")
             self.clear()
+            self._blank = blank
 
     def relevancy(self, outputs: Dict[str, Tensor], heads: LanguageHeads) -> Dict[str, Tensor]:
         """The query's relevancy maps of a render by the model's language heads, and the chosen map
-        over the composite (`relevancy_over_rgb`); nothing without a query."""
+        over the composite (`relevancy_over_rgb`); nothing without a query (blank maps once the viewer's
+        box was emptied)."""
         if self.query is None:
-            return {}
+            zeros = outputs["rgb"].new_zeros((*outputs["rgb"].shape[:-1], 1))
+            return {k: outputs["rgb"] if k == "relevancy_over_rgb" else zeros for k in self._blank}
         maps = relevancy_maps(outputs, self.query, self.encoder, heads, self.stream)
         maps["relevancy_over_rgb"] = relevancy_over_rgb(outputs["rgb"], maps["relevancy"], RELEVANCY_THRESHOLDS[self.query.kind])
         return maps
 
     def cached_render(self, key: Optional[tuple], render: Callable[[], Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        """The outputs of `render()`, or of the last render when it had the same key (None: never cached)."""
-        if key is not None and self._last_render is not None and self._last_render[0] == key:
-            return dict(self._last_render[1])  # same view, same weights: only the query changed
+        """The outputs of `render()`, or of a kept render with the same key (None: never kept)."""
+        if key is not None and key in self._renders:
+            self._renders.move_to_end(key)
+            return dict(self._renders[key])  # same view, size and weights: only the query changed
         outputs = render()
-        self._last_render = (key, dict(outputs)) if key is not None else None
+        if key is not None:
+            self._renders[key] = dict(outputs)
+            while len(self._renders) > KEPT_RENDERS:
+                self._renders.popitem(last=False)
         return outputs
 
 

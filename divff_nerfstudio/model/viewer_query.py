@@ -27,6 +27,11 @@ class QueryPanel(nn.Module):
         )
         self.query_kind = ViewerDropdown("Embedding", "clip", list(DEFAULT_NEGATIVES), cb_hook=self._changed)
         self.query_stream = ViewerDropdown("Relevancy of", "composite", ["composite", *STREAMS], cb_hook=self._changed)
+        self._kind = self.query_kind.value
 
-    def _changed(self, _element) -> None:
+    def _changed(self, element) -> None:
+        if element is self.query_kind and self.query_negatives.value == ", ".join(DEFAULT_NEGATIVES[self._kind]):
+            # the box still holds the other embedding's defaults: video queries get video negatives
+            self.query_negatives.value = ", ".join(DEFAULT_NEGATIVES[self.query_kind.value])
+        self._kind = self.query_kind.value
         self._on_change(self.query_text.value, self.query_negatives.value, self.query_kind.value, self.query_stream.value)
