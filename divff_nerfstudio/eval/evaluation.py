@@ -24,7 +24,7 @@ from rich.progress import Progress
 from sklearn.metrics import average_precision_score
 
 from dataparsers.annotations import load_mask, rasterize
-from divff_nerfstudio.eval.images import output_image, save_png, side_by_side, write_video
+from divff_nerfstudio.eval.images import VideoStream, output_image, save_png, side_by_side
 from divff_nerfstudio.eval.language_evaluation import AFFORDANCE_THRESHOLD, OBJECT_THRESHOLD, QuerySegmentationScore
 from divff_nerfstudio.eval.teacher_targets import TeacherTargets
 from divff_nerfstudio.model.compositing import STREAMS
@@ -108,7 +108,6 @@ def evaluate_pipeline(
     meta = dataset.metadata
     scene_root = Path(dataset.image_filenames[0]).parent.parent
     result = EvaluationResult(scene=str(meta.get("scene_name", scene_root.name)))
-    panels: List[np.ndarray] = []
     model = pipeline.model
     model.eval()
     language = getattr(model, "language", None) is not None
@@ -118,7 +117,9 @@ def evaluate_pipeline(
     if language and any(affordance_masks):
         affordances = QuerySegmentationScore(model.queries.encoder, model.language, thresholds.affordance_threshold, kind="video")
     targets = TeacherTargets(pipeline.datamanager) if language and teacher else None
-    labelled: Dict[str, List[tuple]] = {"language": [], "affordances": []}
+    # every image is written as its frame is scored: a long video's test frames are never all held
+    out = Path(output_dir) if output_dir is not None else None
+    video = VideoStream(out / "summary.mp4", fps=4) if out is not None else None
     with Progress() as progress:
         task = progress.add_task("evaluating", total=len(dataset))
         for i in range(len(dataset)):
@@ -140,35 +141,27 @@ def evaluate_pipeline(
             result.frames.append(frame)
             polygons = meta.get("object_labels", [[]] * len(dataset))[i]
             frame_targets = targets.embeddings(i) if targets is not None and (polygons or affordance_masks[i]) else {}
+            scored = {"language": [], "affordances": []}
             if segmentation is not None and polygons:
-                scored = segmentation.add_frame(outputs, rasterize(polygons, size), gt, frame_targets.get("clip"))
-                labelled["language"] += [(frame.frame_id, label, im) for label, im in scored]
+                scored["language"] = segmentation.add_frame(outputs, rasterize(polygons, size), gt, frame_targets.get("clip"))
             if affordances is not None and affordance_masks[i]:
-                scored = affordances.add_frame(outputs, affordance_masks[i], gt, frame_targets.get("video"))
-                labelled["affordances"] += [(frame.frame_id, label, im) for label, im in scored]
-            if output_dir is not None:
+                scored["affordances"] = affordances.add_frame(outputs, affordance_masks[i], gt, frame_targets.get("video"))
+            if out is not None:
                 annotation = np.repeat(mask[..., None], 3, -1).astype(np.float32) if mask is not None else np.zeros_like(gt)
                 row = [gt, pred, *(output_image(outputs, f"rgb_{k}") for k in STREAMS)]
-                panels.append(side_by_side([*row, output_image(outputs, "dynamic_mask", "gray"), annotation]))
+                panel = side_by_side([*row, output_image(outputs, "dynamic_mask", "gray"), annotation])
+                save_png(out / "frames" / f"{frame.frame_id:06d}.png", panel)
+                video.add(panel)
+                for folder, images in scored.items():
+                    for label, image in images:
+                        save_png(out / folder / f"{frame.frame_id:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png", image)
             progress.advance(task)
     if segmentation is not None:
         result.segmentation = segmentation.summary()
     if affordances is not None:
         result.affordances = affordances.summary()
-    if output_dir is not None:
-        _write_outputs(Path(output_dir), result, panels)
-        for folder, images in labelled.items():
-            for frame_id, label, image in images:
-                name = f"{frame_id:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png"
-                save_png(Path(output_dir) / folder / name, image)
+    if out is not None:
+        video.close()
+        (out / "results.json").write_text(json.dumps(result.to_json(), indent=2))
+        (out / "panels.txt").write_text(" | ".join(PANELS) + "\n")
     return result
-
-
-def _write_outputs(out: Path, result: EvaluationResult, panels: List[np.ndarray]) -> None:
-    (out / "frames").mkdir(parents=True, exist_ok=True)
-    for frame, panel in zip(result.frames, panels):
-        save_png(out / "frames" / f"{frame.frame_id:06d}.png", panel)
-    if panels:
-        write_video(out / "summary.mp4", panels, fps=4)
-    (out / "results.json").write_text(json.dumps(result.to_json(), indent=2))
-    (out / "panels.txt").write_text(" | ".join(PANELS) + "\n")

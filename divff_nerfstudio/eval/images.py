@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -40,8 +40,33 @@ def save_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image if image.dtype == np.uint8 else as_uint8(image)).save(path)
 
 
-def write_video(path: Path, frames: List[UInt8[np.ndarray, "h w 3"]], fps: int) -> None:
-    """An mp4 of uint8 RGB frames, cropped to even sizes (h264 wants them)."""
-    import mediapy
+class VideoStream:
+    """An mp4 written frame by frame as the frames come (uint8 RGB, cropped to even sizes, which
+    h264 wants), so a long evaluation never holds all of them."""
 
-    mediapy.write_video(path, [f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2] for f in frames], fps=fps)
+    def __init__(self, path: Path, fps: int):
+        self.path, self.fps = path, fps
+        self._writer = None
+
+    def add(self, frame: UInt8[np.ndarray, "h w 3"]) -> None:
+        frame = frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+        if self._writer is None:
+            import mediapy
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = mediapy.VideoWriter(self.path, shape=frame.shape[:2], fps=self.fps)
+            self._writer.__enter__()
+        self._writer.add_image(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.__exit__(None, None, None)
+            self._writer = None
+
+
+def write_video(path: Path, frames: Sequence[UInt8[np.ndarray, "h w 3"]], fps: int) -> None:
+    """An mp4 of uint8 RGB frames."""
+    stream = VideoStream(path, fps)
+    for frame in frames:
+        stream.add(frame)
+    stream.close()
