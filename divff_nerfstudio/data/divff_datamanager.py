@@ -28,7 +28,7 @@ from divff_nerfstudio.language.spec import LanguageTargetsConfig
 from divff_nerfstudio.language.target_grids import TargetExtraction, TargetGrids, lookup_targets
 
 
-@dataclass
+@dataclass(frozen=True)
 class LongVideoConfig:
     """How a long video keeps memory bounded: rays come from a random subset of its frames, drawn
     again every few steps (nerfstudio's train-num-images-to-sample-from and
@@ -48,7 +48,8 @@ class DivffDataManagerConfig(VanillaDataManagerConfig):
     _target: Type = field(default_factory=lambda: DivffDataManager)
     language: LanguageTargetsConfig = field(default_factory=LanguageTargetsConfig)
     motion_prior: MotionPriorConfig = field(default_factory=MotionPriorConfig)
-    long_video: LongVideoConfig = field(default_factory=LongVideoConfig)
+    long_video: LongVideoConfig = LongVideoConfig()
+    """(A plain default, so that configs saved before it existed load with it.)"""
 
 
 class DivffDataManager(VanillaDataManager):
