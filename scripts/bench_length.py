@@ -12,7 +12,6 @@ Example: python scripts/bench_length.py --clip outputs/test_clip/divff_tiny_clip
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.table import Table
 
-CLIP_FLAGS = ("--model-name", "DivffTiny-CLIP")
+CLIP_MODEL = "DivffTiny-CLIP"
 
 
 def _measured(cmd: List[str]) -> Tuple[float, float, str]:
@@ -44,39 +43,23 @@ def _train_child(scene: Path, clip: Path, out: Path, steps: int, threads: int) -
     """In the child: ns-train divff's configuration, set up (targets from the cache), `steps` steps
     timed apart from the set-up, then a saved run that divff-evaluate can load."""
     import torch
-    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+    from bench_train import scene_config, train_steps
 
-    from dataparsers.epic_diff import EpicDiffDataParserConfig
     from divff_nerfstudio.divff_config import divff_method
 
     torch.set_num_threads(threads)
-    config = copy.deepcopy(divff_method.config)
-    config.machine.device_type = "cpu"
-    config.data = scene
-    config.pipeline.datamanager.data = scene
-    config.pipeline.datamanager.dataparser = EpicDiffDataParserConfig(data=scene)
-    config.pipeline.datamanager.language.clip.model_name = CLIP_FLAGS[1]
+    rays = divff_method.config.pipeline.datamanager.train_num_rays_per_batch
+    config = scene_config(divff_method.config, scene, rays, out, steps)
+    config.pipeline.datamanager.language.clip.model_name = CLIP_MODEL
     config.pipeline.datamanager.language.clip.pretrained = str(clip)
     config.pipeline.model.geometry_steps = steps // 2  # half the steps with language on
     config.pipeline.model.feature_steps = steps // 4
-    config.max_num_iterations = steps
-    config.vis = "tensorboard"
-    config.output_dir = out
-    config.set_timestamp()
     start = time.perf_counter()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     setup = time.perf_counter() - start
     config.save_config()
-    start = time.perf_counter()
-    trainer.pipeline.train()
-    for step in range(steps):
-        for cb in trainer.callbacks:
-            cb.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-        trainer.train_iteration(step)
-        for cb in trainer.callbacks:
-            cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-    seconds = time.perf_counter() - start
+    seconds = train_steps(trainer, 0, steps)
     trainer.save_checkpoint(steps - 1)
     print(json.dumps({"setup_s": setup, "steps_s": seconds, "config": str(config.get_base_dir() / "config.yml")}))
 
@@ -91,7 +74,7 @@ def bench_length(frames: int, clip: Path, data_dir: Path, out: Path, steps: int,
         write_scene(scene, SceneConfig(seed=40 + frames % 1000, frames=frames))
         row["generate_s"] = time.perf_counter() - start
     py = sys.executable
-    language = ["--language.clip.model-name", CLIP_FLAGS[1], "--language.clip.pretrained", str(clip)]
+    language = ["--language.clip.model-name", CLIP_MODEL, "--language.clip.pretrained", str(clip)]
     row["extract_s"], row["extract_rss_mb"], _ = _measured([py, "-m", "divff_nerfstudio.commands.extract_targets", "--data", str(scene), *language, "--threads", str(threads)])
     cache = scene / "divff_cache"
     row["cache_mb"] = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20

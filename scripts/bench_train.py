@@ -40,7 +40,8 @@ SCENES: Dict[str, SceneConfig] = {"clean": SceneConfig(seed=21), "hard": SceneCo
 """Benchmark scenes, generated under --data-dir when missing."""
 
 
-def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42) -> Trainer:
+def scene_config(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42) -> TrainerConfig:
+    """A copy of a method's config set to train on `scene` on the CPU, logging to tensorboard under `out`."""
     config = copy.deepcopy(config)
     config.machine.device_type = "cpu"
     config.machine.seed = seed
@@ -53,7 +54,11 @@ def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_
     config.vis = "tensorboard"
     config.output_dir = out
     config.set_timestamp()
-    trainer = config.setup(local_rank=0, world_size=1)
+    return config
+
+
+def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42) -> Trainer:
+    trainer = scene_config(config, scene, rays, out, max_steps, seed).setup(local_rank=0, world_size=1)
     trainer.setup(test_mode="test")  # evaluation on the test split (training runs the same either way)
     return trainer
 

@@ -87,7 +87,7 @@ class DivffDataManager(VanillaDataManager):
             self.config.train_num_images_to_sample_from = min(long_video.frames, frames)
             self.config.train_num_times_to_repeat_images = long_video.steps
             CONSOLE.print(
-                f"{frames} training frames: each step's rays come from {long_video.frames} of them, drawn again every "
+                f"{frames} training frames: each step's rays come from {self.config.train_num_images_to_sample_from} of them, drawn again every "
                 f"{long_video.steps} steps (--pipeline.datamanager.long-video.*)"
             )
         super().setup_train()

@@ -41,9 +41,9 @@ class QuerySession(nn.Module):
         self.query: Optional[TextQuery] = None
         self.stream = "composite"
         """The stream whose map `relevancy` shows: composite or one of STREAMS."""
-        self._blank: Tuple[str, ...] = ()
-        """The outputs a query gave, kept as blank maps once the viewer's text box is emptied: the
-        viewer would otherwise fall back to rgb and the user pick relevancy again."""
+        self._shown: Tuple[str, ...] = ()
+        """The outputs the last query's renders carried, kept as blank maps once the viewer's text
+        box is emptied: the viewer would otherwise fall back to rgb and the user pick relevancy again."""
         self._renders: OrderedDict[tuple, Dict[str, Tensor]] = OrderedDict()
         """The last KEPT_RENDERS renders by camera key, the most recent last."""
 
@@ -57,27 +57,19 @@ class QuerySession(nn.Module):
 
     def clear(self) -> None:
         self.query = None
-        self._blank = ()
-
-    def _outputs_of_query(self) -> Tuple[str, ...]:
-        if self.query is None:
-            return ()
-        return ("relevancy", "relevancy_over_rgb", *(f"relevancy_{k}" for k in ("composite", *STREAMS)))
+        self._shown = ()
 
     def apply_text(self, text: str, negatives: str, kind: str, stream: str) -> None:
-        """The viewer's query panel: blank text clears; a query that cannot be asked is reported and
-        cleared, never raised into the viewer."""
-        blank = tuple(self._blank or self._outputs_of_query())
+        """The viewer's query panel: blank text drops the query (its outputs stay, blank); a query that
+        cannot be asked is reported and dropped the same way, never raised into the viewer."""
         if not text.strip():
-            self.clear()
-            self._blank = blank
+            self.query = None  # the outputs shown stay, blank
             return
         try:
             self.set(text, negatives.split(","), kind, stream)
         except (QueryError, ClipWeightsUnavailable) as err:
             CONSOLE.print(f"[yellow]query not applied: {err}")
-            self.clear()
-            self._blank = blank
+            self.query = None
 
     def relevancy(self, outputs: Dict[str, Tensor], heads: LanguageHeads) -> Dict[str, Tensor]:
         """The query's relevancy maps of a render by the model's language heads, and the chosen map
@@ -85,9 +77,10 @@ class QuerySession(nn.Module):
         box was emptied)."""
         if self.query is None:
             zeros = outputs["rgb"].new_zeros((*outputs["rgb"].shape[:-1], 1))
-            return {k: outputs["rgb"] if k == "relevancy_over_rgb" else zeros for k in self._blank}
+            return {k: outputs["rgb"] if k == "relevancy_over_rgb" else zeros for k in self._shown}
         maps = relevancy_maps(outputs, self.query, self.encoder, heads, self.stream)
         maps["relevancy_over_rgb"] = relevancy_over_rgb(outputs["rgb"], maps["relevancy"], RELEVANCY_THRESHOLDS[self.query.kind])
+        self._shown = tuple(maps)
         return maps
 
     def cached_render(self, key: Optional[tuple], render: Callable[[], Dict[str, Tensor]]) -> Dict[str, Tensor]:
