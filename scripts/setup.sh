@@ -10,12 +10,14 @@ step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nsetup.sh FAILED at step: %s\n' "$current" >&2; }
 trap fail ERR
 
-current="system packages (libusb, colmap, ffmpeg)"
+current="system packages (libusb, colmap, ffmpeg; chromium and its driver for the viewer's browser test)"
 step "$current"
 missing=()
 dpkg -s libusb-1.0-0 >/dev/null 2>&1 || missing+=(libusb-1.0-0)
 command -v colmap >/dev/null 2>&1 || missing+=(colmap)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_divff_end_to_end import BIN, ns_train, run
-
-STEPS = {"geometry": 80, "features": 60, "total": 200}
+from test_divff_end_to_end import BIN, run
 
 
 def test_test_clip_generalises_to_held_out_combinations(test_clip):
@@ -27,29 +25,8 @@ def test_test_clip_generalises_to_held_out_combinations(test_clip):
 
 
 @pytest.fixture(scope="module")
-def trained(small_scene, test_clip, tmp_path_factory) -> Path:
-    """With the optional DINO head on (a small random timm ViT as its checkpoint: no DINO weights here)."""
-    import timm
-
-    out = tmp_path_factory.mktemp("lang_runs")
-    torch.manual_seed(0)
-    dino = out / "vit_tiny.pth"
-    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False).state_dict(), dino)
-    return ns_train(
-        "divff", small_scene, out, STEPS["total"],
-        "--pipeline.datamanager.language.clip.model-name", "DivffTiny-CLIP",
-        "--pipeline.datamanager.language.clip.pretrained", str(test_clip),
-        "--pipeline.datamanager.language.cache-dir", str(out / "cache"),
-        "--pipeline.model.geometry-steps", str(STEPS["geometry"]),
-        "--pipeline.model.feature-steps", str(STEPS["features"]),
-        # 96x64 frames: crops of 10-38 px (the 228x128 default's 10-20 px would see only colour here)
-        "--pipeline.datamanager.language.pyramid.patch-fractions", "0.15", "0.3", "0.6",
-        "--pipeline.datamanager.language.pyramid.overlap", "0.5",
-        "--pipeline.datamanager.language.dino.enabled", "True",
-        "--pipeline.datamanager.language.dino.model-name", "vit_tiny_patch16_224",
-        "--pipeline.datamanager.language.dino.checkpoint", str(dino),
-        "--pipeline.datamanager.language.dino.pca-dim", "16",
-    )  # fmt: skip
+def trained(language_run) -> Path:
+    return language_run
 
 
 def test_targets_are_cached_per_kind(trained):
@@ -181,24 +158,21 @@ def test_many_queries_in_a_row_from_the_viewer_keep_memory_flat(trained):
 
 
 def test_viewer_finds_the_query_panel_and_applies_it(trained, monkeypatch):
-    """The viewer installs every ViewerElement found on the pipeline and calls its hook on edits:
-    do what it does, without a browser."""
+    """The viewer hands every ViewerControl on the pipeline itself (the browser test drives the real
+    one): apply edits as its text boxes and dropdowns do, without a browser."""
     from nerfstudio.models.base_model import Model
     from nerfstudio.utils.eval_utils import eval_setup
     from nerfstudio.viewer.utils import parse_object
-    from nerfstudio.viewer.viewer_elements import ViewerElement
+    from nerfstudio.viewer.viewer_elements import ViewerControl
 
     from divff_nerfstudio.model.queries import DEFAULT_NEGATIVES
 
     _, pipeline, _, _ = eval_setup(trained, test_mode="test")
-    elements = {e.name: e for _, e in parse_object(pipeline, ViewerElement, "Custom Elements")}
-    assert {"Text query", "Negatives", "Embedding", "Relevancy of"} <= set(elements)
+    (panel,) = [c for _, c in parse_object(pipeline, ViewerControl, "Custom Elements")]
     assert pipeline.datamanager.includes_time, "the viewer shows its time slider for time-aware data"
     model = pipeline.model
     camera = pipeline.datamanager.eval_dataset.cameras[0:1]
-    elements["Relevancy of"].value = "actor"
-    elements["Text query"].value = "hand"
-    elements["Text query"].cb_hook(elements["Text query"])
+    panel.edit(text="hand", stream="actor")
     assert model.queries.query is not None and model.queries.query.positive == "hand" and model.queries.stream == "actor"
     outputs = model.get_outputs_for_camera(camera)
     assert torch.equal(outputs["relevancy"], outputs["relevancy_actor"])
@@ -208,28 +182,43 @@ def test_viewer_finds_the_query_panel_and_applies_it(trained, monkeypatch):
     small = model.get_outputs_for_camera(preview)
     renders = []
     monkeypatch.setattr(Model, "get_outputs_for_camera", lambda *a, **k: renders.append(1))
-    elements["Text query"].value = "red"
-    elements["Text query"].cb_hook(elements["Text query"])
+    panel.edit(text="red")
     assert model.get_outputs_for_camera(preview)["relevancy"].shape == small["relevancy"].shape
     assert model.get_outputs_for_camera(camera)["relevancy"].shape == outputs["relevancy"].shape
     assert renders == []
     monkeypatch.undo()
     # switching the embedding to video swaps untouched negatives for the video ones; edited ones stay
-    elements["Embedding"].value = "video"
-    elements["Embedding"].cb_hook(elements["Embedding"])
-    assert elements["Negatives"].value == ", ".join(DEFAULT_NEGATIVES["video"])
-    elements["Negatives"].value = "floor"
-    elements["Embedding"].value = "clip"
-    elements["Embedding"].cb_hook(elements["Embedding"])
-    assert elements["Negatives"].value == "floor"
+    panel.edit(kind="video")
+    assert panel.negatives == ", ".join(DEFAULT_NEGATIVES["video"])
+    assert model.queries.query.negatives == tuple(DEFAULT_NEGATIVES["video"])
+    panel.edit(negatives="floor")
+    panel.edit(kind="clip")
+    assert panel.negatives == "floor"
     # an emptied box leaves blank maps, so the viewer keeps showing the relevancy output
-    elements["Text query"].value = "  "
-    elements["Text query"].cb_hook(elements["Text query"])
+    panel.edit(text="  ")
     blank = model.get_outputs_for_camera(camera)
     assert model.queries.query is None and not blank["relevancy"].any()
     assert torch.equal(blank["relevancy_over_rgb"], blank["rgb"])
     model.queries.clear()  # as ns-render without a query
     assert "relevancy" not in model.get_outputs_for_camera(camera)
+
+
+def test_typing_applies_the_query_once_it_pauses():
+    import time
+
+    from divff_nerfstudio.model.viewer_query import TYPING_PAUSE_S, QueryPanel
+
+    applied = []
+    panel = QueryPanel(lambda *values: applied.append(values))
+    for text in ("h", "ha", "han", "hand"):
+        panel.type(text=text)
+        time.sleep(TYPING_PAUSE_S / 10)
+    time.sleep(TYPING_PAUSE_S * 2)
+    assert [values[0] for values in applied] == ["hand"]
+    panel.type(text="knife")
+    panel.edit(stream="actor")  # a dropdown applies at once, with what was typed so far
+    time.sleep(TYPING_PAUSE_S * 2)
+    assert applied[1:] == [("knife", panel.negatives, "clip", "actor")]
 
 
 def test_region_targets_have_their_own_cache(small_scene, test_clip, tmp_path):

@@ -67,6 +67,7 @@ class QuerySession(nn.Module):
             return
         try:
             self.set(text, negatives.split(","), kind, stream)
+            CONSOLE.print(f"relevancy of {text.strip()!r} ({kind} embedding, {stream})")
         except (QueryError, ClipWeightsUnavailable) as err:
             CONSOLE.print(f"[yellow]query not applied: {err}")
             self.query = None

@@ -1,37 +1,119 @@
-"""Text-query controls in ns-viewer: query, negatives, embedding kind and stream.
+"""Text-query controls in ns-viewer, and a browser that opens at a training camera.
 
-nerfstudio's viewer installs every ViewerElement it finds on the pipeline's modules and re-renders
-when one changes; the frame/time slider comes with the viewer itself because the dataparser
-includes time. The panel is a parameter-free module so it is found but adds nothing to checkpoints.
+nerfstudio hands every ViewerControl it finds on the pipeline the viewer itself (`_setup`). The panel
+uses that, not ViewerElements: those land in the "Custom Elements" folder below every built-in
+control, out of sight, and their hooks fire on every keystroke. Here the query sits above the
+viewer's tabs, typing applies once it pauses, and a new browser starts at the first training view
+rather than at nerfstudio's default camera, from where no training frustum was in sight.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+import math
+import threading
+from typing import TYPE_CHECKING, Callable, Optional
 
-from nerfstudio.viewer.viewer_elements import ViewerDropdown, ViewerText
-from torch import nn
+import viser
+import viser.transforms as vtf
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.viewer.viewer_elements import ViewerControl
 
 from divff_nerfstudio.model.compositing import STREAMS
 from divff_nerfstudio.model.queries import DEFAULT_NEGATIVES
 
+if TYPE_CHECKING:
+    from nerfstudio.viewer.viewer import Viewer
 
-class QueryPanel(nn.Module):
+TYPING_PAUSE_S = 0.6
+"""A query is applied this long after the last keystroke: "h", "ha", "han" never reach a render."""
+
+
+class QueryPanel(ViewerControl):
     def __init__(self, on_change: Callable[[str, str, str, str], None]):
         """on_change(text, negatives as comma-separated text, kind, stream) applies the query."""
-        super().__init__()
         self._on_change = on_change
-        self.query_text = ViewerText("Text query", "", cb_hook=self._changed, hint="e.g. red cube, hand, cutting")
-        self.query_negatives = ViewerText(
-            "Negatives", ", ".join(DEFAULT_NEGATIVES["clip"]), cb_hook=self._changed, hint="comma-separated"
-        )
-        self.query_kind = ViewerDropdown("Embedding", "clip", list(DEFAULT_NEGATIVES), cb_hook=self._changed)
-        self.query_stream = ViewerDropdown("Relevancy of", "composite", ["composite", *STREAMS], cb_hook=self._changed)
-        self._kind = self.query_kind.value
+        self.text = ""
+        self.negatives = ", ".join(DEFAULT_NEGATIVES["clip"])
+        self.kind = "clip"
+        self.stream = "composite"
+        self._typing: Optional[threading.Timer] = None
+        self._lock = threading.Lock()
+        self._viewer: Optional[Viewer] = None
 
-    def _changed(self, element) -> None:
-        if element is self.query_kind and self.query_negatives.value == ", ".join(DEFAULT_NEGATIVES[self._kind]):
-            # the box still holds the other embedding's defaults: video queries get video negatives
-            self.query_negatives.value = ", ".join(DEFAULT_NEGATIVES[self.query_kind.value])
-        self._kind = self.query_kind.value
-        self._on_change(self.query_text.value, self.query_negatives.value, self.query_kind.value, self.query_stream.value)
+    def edit(self, text: Optional[str] = None, negatives: Optional[str] = None, kind: Optional[str] = None, stream: Optional[str] = None) -> None:
+        """Applies the given values now; negatives still at one embedding's defaults follow a change
+        of embedding (video queries get video negatives, edited negatives stay)."""
+        with self._lock:
+            if self._typing is not None:
+                self._typing.cancel()
+                self._typing = None
+            if kind is not None and kind != self.kind and negatives is None and self.negatives == ", ".join(DEFAULT_NEGATIVES[self.kind]):
+                negatives = ", ".join(DEFAULT_NEGATIVES[kind])
+            self.text = self.text if text is None else text
+            self.negatives = self.negatives if negatives is None else negatives
+            self.kind = self.kind if kind is None else kind
+            self.stream = self.stream if stream is None else stream
+            self._apply()
+
+    def type(self, text: Optional[str] = None, negatives: Optional[str] = None) -> None:
+        """A keystroke in a text box: kept at once (a dropdown changed meanwhile applies it), applied
+        once typing has paused for TYPING_PAUSE_S."""
+        with self._lock:
+            self.text = self.text if text is None else text
+            self.negatives = self.negatives if negatives is None else negatives
+            if self._typing is not None:
+                self._typing.cancel()
+            self._typing = threading.Timer(TYPING_PAUSE_S, self.edit)
+            self._typing.daemon = True
+            self._typing.start()
+
+    def _apply(self) -> None:
+        viewer = self._viewer
+        if viewer is None:
+            self._on_change(self.text, self.negatives, self.kind, self.stream)
+            return
+        with viewer.train_lock if viewer.train_lock is not None else contextlib.nullcontext():
+            self._on_change(self.text, self.negatives, self.kind, self.stream)
+        viewer._trigger_rerender()  # what nerfstudio does after its own elements' hooks
+
+    def _setup(self, viewer: Viewer) -> None:
+        super()._setup(viewer)
+        self._viewer = viewer
+        gui = viewer.viser_server.gui
+        with gui.add_folder("Text query", order=viewer.stats_markdown.order + 0.5):  # above the tabs
+            text = gui.add_text("Text query", self.text, hint="e.g. red cube, hand, cutting; applied as you pause")
+            negatives = gui.add_text("Negatives", self.negatives, hint="comma-separated")
+            kind = gui.add_dropdown("Embedding", list(DEFAULT_NEGATIVES), initial_value=self.kind)
+            stream = gui.add_dropdown("Relevancy of", ["composite", *STREAMS], initial_value=self.stream)
+        text.on_update(lambda _: self.type(text=text.value))
+        negatives.on_update(lambda _: self.type(negatives=negatives.value))
+        stream.on_update(lambda _: self.edit(stream=stream.value))
+
+        def kind_changed(_) -> None:
+            self.edit(kind=kind.value)
+            negatives.value = self.negatives
+
+        kind.on_update(kind_changed)
+        cameras = viewer.pipeline.datamanager.train_dataset.cameras
+        viewer.viser_server.on_client_connect(lambda client: open_at(client, cameras[0:1]))
+
+
+def open_at(client: viser.ClientHandle, camera: Cameras) -> None:
+    """Moves a newly connected browser to a training camera, once its own camera has reported in
+    (its pose cannot be set before)."""
+    from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO
+
+    c2w = camera.camera_to_worlds[0].double().cpu().numpy()
+    fov = 2 * math.atan(float(camera.cy[0]) / float(camera.fy[0]))
+    moved = threading.Event()
+
+    @client.camera.on_update
+    def _(_: viser.CameraHandle) -> None:
+        if moved.is_set():
+            return
+        moved.set()
+        with client.atomic():
+            client.camera.position = c2w[:3, 3] * VISER_NERFSTUDIO_SCALE_RATIO
+            client.camera.wxyz = (vtf.SO3.from_matrix(c2w[:3, :3]) @ vtf.SO3.from_x_radians(math.pi)).wxyz
+            client.camera.fov = fov
