@@ -10,8 +10,12 @@ AP) whenever the training time passes a mark (evaluation time is not counted). T
 full-frame render with every output, and plain nerfacto's training steps on the same scene and
 batch size, and prints the throughputs and their ratio, all measured in this one run.
 
+On a GPU (--device cuda) the same, with the model's CUDA preset (tiny-cuda-nn where it imports,
+GPU-sized grids and samples; model/device_preset.py) and the GPU synchronised before each time is read.
+
 Example: python scripts/bench_train.py --minutes 2 5 10 15
          python scripts/bench_train.py --scenes hard --motion-prior     # the motion prior's gain
+         python scripts/bench_train.py --device cuda --minutes 1 2
 """
 
 from __future__ import annotations
@@ -40,10 +44,12 @@ SCENES: Dict[str, SceneConfig] = {"clean": SceneConfig(seed=21), "hard": SceneCo
 """Benchmark scenes, generated under --data-dir when missing."""
 
 
-def scene_config(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42) -> TrainerConfig:
-    """A copy of a method's config set to train on `scene` on the CPU, logging to tensorboard under `out`."""
+def scene_config(
+    config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42, device: Literal["cpu", "cuda"] = "cpu"
+) -> TrainerConfig:
+    """A copy of a method's config set to train on `scene` on `device`, logging to tensorboard under `out`."""
     config = copy.deepcopy(config)
-    config.machine.device_type = "cpu"
+    config.machine.device_type = device
     config.machine.seed = seed
     config.data = scene
     config.pipeline.datamanager.data = scene
@@ -57,8 +63,8 @@ def scene_config(config: TrainerConfig, scene: Path, rays: int, out: Path, max_s
     return config
 
 
-def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42) -> Trainer:
-    trainer = scene_config(config, scene, rays, out, max_steps, seed).setup(local_rank=0, world_size=1)
+def build_trainer(config: TrainerConfig, scene: Path, rays: int, out: Path, max_steps: int, seed: int = 42, device: Literal["cpu", "cuda"] = "cpu") -> Trainer:
+    trainer = scene_config(config, scene, rays, out, max_steps, seed, device).setup(local_rank=0, world_size=1)
     trainer.setup(test_mode="test")  # evaluation on the test split (training runs the same either way)
     return trainer
 
@@ -73,7 +79,14 @@ def train_steps(trainer: Trainer, first: int, count: int) -> float:
         trainer.train_iteration(step)
         for cb in trainer.callbacks:
             cb.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    _synchronise()
     return time.perf_counter() - start
+
+
+def _synchronise() -> None:
+    """Wait for queued GPU work, so a time read next includes it (nothing to wait for on the CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def render_seconds(trainer: Trainer, repeats: int = 3) -> float:
@@ -85,17 +98,18 @@ def render_seconds(trainer: Trainer, repeats: int = 3) -> float:
     for _ in range(repeats):
         start = time.perf_counter()
         model.get_outputs_for_camera(camera)
+        _synchronise()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
 
 def bench_scene(
-    name: str, scene: Path, minutes: Tuple[float, ...], rays: int, out: Path, motion_prior: bool, image_exposure: bool, seed: int
+    name: str, scene: Path, minutes: Tuple[float, ...], rays: int, out: Path, motion_prior: bool, image_exposure: bool, seed: int, device: Literal["cpu", "cuda"]
 ) -> Dict:
     config = copy.deepcopy(divff_geometry_method.config)
     config.pipeline.datamanager.motion_prior.enabled = motion_prior
     config.pipeline.model.image_exposure = image_exposure
-    trainer = build_trainer(config, scene, rays, out / name, max_steps=10**6, seed=seed)
+    trainer = build_trainer(config, scene, rays, out / name, max_steps=10**6, seed=seed, device=device)
     rows: List[dict] = []
     trained, step, chunk = 0.0, 0, 20
     for mark in minutes:
@@ -120,6 +134,7 @@ def main(
     seed: int = 42,
     data_dir: Path = Path("data/EPIC-Diff"),
     output_dir: Path = Path("outputs/bench"),
+    device: Literal["cpu", "cuda"] = "cpu",
 ) -> None:
     """Train divff for the given wall-clock minutes on each scene, evaluating at each mark; then
     time a render and nerfacto.
@@ -135,19 +150,23 @@ def main(
         seed: Training seed (--machine.seed): run twice with others to see the spread.
         data_dir: Where the benchmark scenes are (generated when missing).
         output_dir: Where runs and bench_train.json go.
+        device: Where to train: cpu, or cuda (the model's GPU preset).
     """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
     torch.set_num_threads(threads)
-    cpu_kernel()  # build (or load) the hash-grid kernel now, so its compile time is not training time
+    if device == "cpu":
+        cpu_kernel()  # build (or load) the hash-grid kernel now, so its compile time is not training time
     results = {}
     for name in scenes:
         scene = data_dir / f"BENCH_{name.upper()}_{SCENES[name].seed:02d}"
         if not (scene / "meta.json").is_file():
             write_scene(scene, SCENES[name])
-        results[name] = bench_scene(name, scene, minutes, rays, output_dir, motion_prior, image_exposure, seed)
+        results[name] = bench_scene(name, scene, minutes, rays, output_dir, motion_prior, image_exposure, seed, device)
     last = results[scenes[-1]]
     trainer = last.pop("trainer")
     render_s = render_seconds(trainer)
-    nerfacto = build_trainer(method_configs["nerfacto"], Path(last["scene"]), rays, output_dir, max_steps=nerfacto_steps + 3)
+    nerfacto = build_trainer(method_configs["nerfacto"], Path(last["scene"]), rays, output_dir, max_steps=nerfacto_steps + 3, device=device)
     train_steps(nerfacto, 0, 3)
     nerfacto_rays = nerfacto_steps * rays / train_steps(nerfacto, 3, nerfacto_steps)
     # divff's speed measured the same way, right after, on the same machine state
@@ -155,7 +174,8 @@ def main(
 
     for name, result in results.items():
         result.pop("trainer", None)
-        table = Table(title=f"divff on {Path(result['scene']).name} ({name}), {threads} threads, {rays} rays/batch"
+        where = f"{threads} threads" if device == "cpu" else torch.cuda.get_device_name()
+        table = Table(title=f"divff on {Path(result['scene']).name} ({name}), {where}, {rays} rays/batch"
                       + (", motion prior" if motion_prior else "") + (", image exposure" if image_exposure else ""))  # fmt: skip
         for col in ("minutes", "steps", "rays/s", "mAP", "PSNR", "mAP objects", "mAP actor"):
             table.add_column(col)
@@ -169,7 +189,7 @@ def main(
     CONSOLE.print(f"render: one {int(trainer.pipeline.datamanager.eval_dataset.cameras.width[0])}x"
                   f"{int(trainer.pipeline.datamanager.eval_dataset.cameras.height[0])} frame with every output in {render_s:.2f} s")  # fmt: skip
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = {"threads": threads, "rays": rays, "seed": seed, "motion_prior": motion_prior, "image_exposure": image_exposure, "scenes": results,
+    report = {"device": device, "threads": threads, "rays": rays, "seed": seed, "motion_prior": motion_prior, "image_exposure": image_exposure, "scenes": results,
               "divff_rays_per_s": divff_rays, "nerfacto_rays_per_s": nerfacto_rays, "render_s": render_s}  # fmt: skip
     path = output_dir / "bench_train.json"
     path.write_text(json.dumps(report, indent=2))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Literal, Optional, Type
 
+import yaml
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils import comms, writer
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -36,6 +37,7 @@ from divff_nerfstudio.engine.checkpoints import (
 )
 from divff_nerfstudio.engine.distributed import gather_objects
 from divff_nerfstudio.engine.random_state import random_states, restore_random_states
+from divff_nerfstudio.utils.atomic_files import atomic_write
 
 INTERRUPTED_EXIT_STATUS = 130  # the shell's status for a process ended by SIGINT
 _DDP_PREFIX = "_model.module."
@@ -76,6 +78,15 @@ class DivffTrainer(Trainer):
                 "Targets extracted so far stay cached: run the same command again to go on from there."
             )
             sys.exit(INTERRUPTED_EXIT_STATUS)
+        self._save_resolved_config()
+
+    def _save_resolved_config(self) -> None:
+        """config.yml once more, now with what the model chose for this device (implementation,
+        grid and sample sizes; model/device_preset.py): nerfstudio wrote it before the model was
+        built, and a run must load with the sizes it was trained with on any machine."""
+        path = self.base_dir / "config.yml"
+        if comms.is_main_process() and path.exists():
+            atomic_write(path, lambda f: f.write(yaml.dump(self.config).encode("utf8")), staging=path.parent)
 
     # ------------------------------------------------------------------ loading
     def _load_checkpoint(self) -> None:

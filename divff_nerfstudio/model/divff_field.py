@@ -22,12 +22,10 @@ from jaxtyping import Float
 from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.field_components.activations import trunc_exp
 from nerfstudio.field_components.embedding import Embedding
-from nerfstudio.field_components.encodings import SHEncoding
-from nerfstudio.field_components.mlp import MLP
 from nerfstudio.fields.base_field import Field
 from torch import Tensor, nn
 
-from divff_nerfstudio.model.hash_encoding import FastHashEncoding
+from divff_nerfstudio.model.device_preset import TcnnFlat, direction_encoding, hash_grid, mlp
 
 
 class DivffFieldHeadNames(Enum):
@@ -109,17 +107,16 @@ def _relu() -> nn.Module:
     return nn.ReLU(inplace=True)
 
 
-def _grid(levels: int, log2_size: int, max_res: int) -> FastHashEncoding:
-    return FastHashEncoding(num_levels=levels, min_res=16, max_res=max_res, log2_hashmap_size=log2_size, features_per_level=2)
-
-
 def mlp_with_ray_inputs(
-    mlp: MLP, per_sample: Float[Tensor, "rays samples a"], per_ray: Float[Tensor, "rays 1 b"]
+    mlp: nn.Module, per_sample: Float[Tensor, "rays samples a"], per_ray: Float[Tensor, "rays 1 b"]
 ) -> Float[Tensor, "rays samples out"]:
     """mlp(cat([per_sample, per_ray broadcast over the samples])), with the per-ray part of the
     first layer computed once per ray: no per-sample copy of per-ray inputs (time code, view
     direction, appearance) is ever made, and the first layer does a fraction of the work. Same
-    parameters as nerfstudio's torch MLP, so checkpoints are unchanged."""
+    parameters as nerfstudio's torch MLP, so checkpoints are unchanged. A tiny-cuda-nn MLP (half
+    precision out) takes the concatenated input: its layers are one fused kernel."""
+    if isinstance(mlp, TcnnFlat):
+        return mlp(torch.cat([per_sample, per_ray.expand(*per_sample.shape[:-1], -1)], dim=-1))
     assert not mlp._skip_connections, "skip connections would need the concatenated input"
     first = mlp.layers[0]
     split = per_sample.shape[-1]
@@ -153,11 +150,11 @@ class LevelFade(nn.Module):
 class TransientStream(nn.Module):
     """Object or actor stream: hash features of its coordinates + temporal code -> sigma, rgb, beta."""
 
-    def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int):
+    def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int, implementation: str = "torch"):
         super().__init__()
-        self.grid = _grid(levels, log2_size, max_res)
+        self.grid = hash_grid(levels, log2_size, max_res, implementation)
         self.fade = LevelFade(levels)
-        self.mlp = MLP(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, activation=_relu(), implementation="torch")
+        self.mlp = mlp(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, activation=_relu(), implementation=implementation)
 
     def get_out_dim(self) -> int:
         return self.mlp.in_dim
@@ -199,7 +196,10 @@ class DivffField(Field):
         temporal_code_dim: int = 17,
         temporal_frequencies: int = 8,
         use_average_appearance_embedding: bool = True,
+        implementation: str = "torch",
     ):
+        """implementation: "torch" or "tcnn" (tiny-cuda-nn) for the grids, MLPs and the direction
+        encoding (device_preset chooses)."""
         super().__init__()
         self.register_buffer("aabb", aabb.clone())
         # The actor lives within arm's reach: a cube of half-size actor_extent around the camera.
@@ -207,23 +207,23 @@ class DivffField(Field):
         self.geo_feat_dim = geo_feat_dim
         self.use_average_appearance_embedding = use_average_appearance_embedding
 
-        self.static_grid = _grid(static_levels, static_log2_size, static_max_res)
+        self.static_grid = hash_grid(static_levels, static_log2_size, static_max_res, implementation)
         self.static_fade = LevelFade(static_levels)
-        self.static_mlp = MLP(self.static_grid.get_out_dim(), 2, hidden_dim, out_dim=1 + geo_feat_dim, activation=_relu(), implementation="torch")
-        self.direction_encoding = SHEncoding(levels=4, implementation="torch")
+        self.static_mlp = mlp(self.static_grid.get_out_dim(), 2, hidden_dim, out_dim=1 + geo_feat_dim, activation=_relu(), implementation=implementation)
+        self.direction_encoding = direction_encoding(implementation)
         self.appearance = Embedding(num_images, appearance_dim)
-        self.static_rgb_mlp = MLP(
+        self.static_rgb_mlp = mlp(
             geo_feat_dim + self.direction_encoding.get_out_dim() + appearance_dim,
             2,
             hidden_dim,
             out_dim=3,
             activation=_relu(),
             out_activation=nn.Sigmoid(),
-            implementation="torch",
+            implementation=implementation,
         )
         self.temporal_code = TemporalCode(num_frames, temporal_code_dim, temporal_frequencies)
-        self.objects = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim)
-        self.actor = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim)
+        self.objects = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim, implementation)
+        self.actor = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim, implementation)
 
     def set_levels(self, fraction: float, transient: bool = False) -> None:
         """Let only this fraction of the static grid's levels through (and, with `transient`, of

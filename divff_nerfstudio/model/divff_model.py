@@ -29,13 +29,16 @@ from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, Uni
 from nerfstudio.model_components.scene_colliders import NearFarCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from divff_nerfstudio.language.spec import LanguageSpec
+from divff_nerfstudio.model import device_preset
 from divff_nerfstudio.model.compositing import STREAMS, composite_weights, render_stream
+from divff_nerfstudio.model.device_preset import Implementation
 from divff_nerfstudio.model.divff_field import DivffField, stream_outputs
 from divff_nerfstudio.model.exposure import ImageExposure
 from divff_nerfstudio.model.language_heads import LanguageHeads, feature_loss
@@ -70,10 +73,14 @@ class DivffModelConfig(ModelConfig):
     """Far plane (z-depth); None: 1.05 x the largest per-frame far of the dataset."""
     actor_extent: Optional[float] = None
     """Half-size of the camera-frame box the actor lives in; None: 0.6 x the median far."""
-    num_proposal_samples: int = 48
-    """Samples per ray of the proposal network."""
-    num_nerf_samples: int = 24
-    """Samples per ray of the three streams. Fewer, better placed samples pay on the CPU (generated
+    implementation: Implementation = "auto"
+    """Hash grids and MLPs: "tcnn" (tiny-cuda-nn) or "torch"; auto: tcnn on CUDA where tinycudann
+    imports, torch elsewhere (device_preset; the choice is logged and saved in config.yml)."""
+    num_proposal_samples: Optional[int] = None
+    """Samples per ray of the proposal network. This and the other sizes left None come from the
+    device's preset (device_preset.CPU_SIZES: 48; GPU_SIZES: 96); set one to override it."""
+    num_nerf_samples: Optional[int] = None
+    """Samples per ray of the three streams (CPU 24, GPU 48). Fewer, better placed samples pay on the CPU (generated
     seed-11 scene, divff-geometry, 8 minutes on 2 threads: 24/48 samples took 3860 steps to mAP
     85.4, PSNR 25.6; 32/64 took 3420 steps to mAP 85.5, PSNR 24.8)."""
     eval_num_proposal_samples: int = 32
@@ -89,12 +96,15 @@ class DivffModelConfig(ModelConfig):
     """Steps over which proposal updates slow down from every step to every N steps."""
     proposal_weights_anneal_slope: float = 10.0
     proposal_weights_anneal_max_num_iters: int = 500
-    static_levels: int = 12
-    static_log2_hashmap_size: int = 17
-    static_max_res: int = 512
-    transient_levels: int = 8
-    transient_log2_hashmap_size: int = 15
-    transient_max_res: int = 256
+    static_levels: Optional[int] = None
+    """Levels of the static hash grid (CPU 12, GPU 16); then its table size (2^17, 2^19) and finest
+    resolution (512, 2048), and the same for the object and actor grids (8 / 16 levels, 2^15 / 2^17,
+    256 / 1024)."""
+    static_log2_hashmap_size: Optional[int] = None
+    static_max_res: Optional[int] = None
+    transient_levels: Optional[int] = None
+    transient_log2_hashmap_size: Optional[int] = None
+    transient_max_res: Optional[int] = None
     hidden_dim: int = 64
     appearance_dim: int = 8
     temporal_code_dim: int = 17
@@ -149,6 +159,8 @@ class DivffModel(Model):
 
     def populate_modules(self) -> None:
         super().populate_modules()
+        CONSOLE.print(device_preset.resolve(self.config, self.kwargs.get("device", "cpu")))
+        implementation = self.config.implementation
         meta = self.kwargs.get("metadata", {})
         nears, fars = meta.get("nears"), meta.get("fars")
         num_frames = int(meta.get("num_frames", self.num_train_data))
@@ -178,15 +190,16 @@ class DivffModel(Model):
             temporal_code_dim=self.config.temporal_code_dim,
             temporal_frequencies=self.config.temporal_frequencies,
             use_average_appearance_embedding=self.config.use_average_appearance_embedding,
+            implementation=implementation,
         )
-        self.proposal = WorldAndCameraProposal(aabb, actor_extent)
+        self.proposal = WorldAndCameraProposal(aabb, actor_extent, implementation=implementation)
         self.exposure = ImageExposure(self.num_train_data) if self.config.image_exposure else None
         self.collider = ZDepthCollider(near_plane=near, far_plane=far)
         spec: Optional[LanguageSpec] = meta.get("language")
         self.language: Optional[LanguageHeads] = None
         self.queries: Optional[QuerySession] = None
         if spec is not None:
-            self.language = LanguageHeads(self.field.feature_dims(), spec.target_dims(), self.config.language_hidden_dim)
+            self.language = LanguageHeads(self.field.feature_dims(), spec.target_dims(), self.config.language_hidden_dim, implementation)
             self.queries = QuerySession(QueryEncoder(spec.clip, spec.video, spec.clip_dim if spec.oracle else None))
         self.frame = RenderFrame()
         self.step = 0

@@ -14,19 +14,20 @@ from typing import Dict, Mapping
 
 import torch
 from jaxtyping import Float
-from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 
 from divff_nerfstudio.model.compositing import STREAMS, render_stream
+from divff_nerfstudio.model.device_preset import mlp
 
 
 class LanguageHeads(nn.Module):
-    def __init__(self, input_dims: Mapping[str, int], output_dims: Mapping[str, int], hidden_dim: int = 64):
-        """input_dims: feature size per stream; output_dims: embedding size per target kind (clip, video)."""
+    def __init__(self, input_dims: Mapping[str, int], output_dims: Mapping[str, int], hidden_dim: int = 64, implementation: str = "torch"):
+        """input_dims: feature size per stream; output_dims: embedding size per target kind (clip,
+        video); implementation: the trunks' MLPs, "torch" or "tcnn"."""
         super().__init__()
         self.trunks = nn.ModuleDict(
             {
-                k: MLP(input_dims[k], 2, hidden_dim, out_dim=hidden_dim, out_activation=nn.ReLU(), implementation="torch")
+                k: mlp(input_dims[k], 2, hidden_dim, out_dim=hidden_dim, out_activation=nn.ReLU(), implementation=implementation)
                 for k in STREAMS
             }
         )

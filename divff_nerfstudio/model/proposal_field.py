@@ -16,18 +16,17 @@ import torch
 from jaxtyping import Float
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.activations import trunc_exp
-from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 
+from divff_nerfstudio.model.device_preset import hash_grid, mlp
 from divff_nerfstudio.model.divff_field import camera_frame_positions, inside_unit_cube, normalise_in_box
-from divff_nerfstudio.model.hash_encoding import FastHashEncoding
 
 
 class _DensityGrid(nn.Module):
-    def __init__(self, levels: int, log2_size: int, max_res: int, hidden: int):
+    def __init__(self, levels: int, log2_size: int, max_res: int, hidden: int, implementation: str = "torch"):
         super().__init__()
-        self.grid = FastHashEncoding(num_levels=levels, min_res=16, max_res=max_res, log2_hashmap_size=log2_size, features_per_level=2)
-        self.mlp = MLP(self.grid.get_out_dim(), 1, hidden, out_dim=1, implementation="torch")
+        self.grid = hash_grid(levels, log2_size, max_res, implementation)
+        self.mlp = mlp(self.grid.get_out_dim(), 1, hidden, out_dim=1, implementation=implementation)
 
     def forward(self, x: Float[Tensor, "n 3"]) -> Float[Tensor, "n 1"]:
         return trunc_exp(self.mlp(self.grid(x)) - 1.0) * inside_unit_cube(x)
@@ -36,12 +35,14 @@ class _DensityGrid(nn.Module):
 class WorldAndCameraProposal(nn.Module):
     """density(x) = density_world(x) + density_camera(R^T (x - o))."""
 
-    def __init__(self, aabb: Float[Tensor, "2 3"], actor_extent: float, levels: int = 5, log2_size: int = 14, max_res: int = 128, hidden: int = 16):
+    def __init__(
+        self, aabb: Float[Tensor, "2 3"], actor_extent: float, levels: int = 5, log2_size: int = 14, max_res: int = 128, hidden: int = 16, implementation: str = "torch"
+    ):
         super().__init__()
         self.register_buffer("aabb", aabb.clone())
         self.register_buffer("actor_box", torch.tensor([[-1.0] * 3, [1.0] * 3]) * actor_extent)
-        self.world = _DensityGrid(levels, log2_size, max_res, hidden)
-        self.camera = _DensityGrid(levels, log2_size, max_res, hidden)
+        self.world = _DensityGrid(levels, log2_size, max_res, hidden, implementation)
+        self.camera = _DensityGrid(levels, log2_size, max_res, hidden, implementation)
 
     def density(
         self, positions: Float[Tensor, "*bs samples 3"], origins: Float[Tensor, "*bs 1 3"], rotation: Float[Tensor, "*bs 1 9"]
