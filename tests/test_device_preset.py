@@ -64,3 +64,16 @@ def test_divff_trains_on_cuda_with_the_gpu_preset(small_scene, tmp_path):
     assert sizes_of(model) == GPU_SIZES
     assert model.implementation == ("tcnn" if device_preset.tcnn_importable() else "torch")
     assert (config.parent / "nerfstudio_models" / "step-000000029.ckpt").is_file()
+
+
+def test_the_torch_path_builds_nerfstudios_own_modules():
+    """Same classes, defaults (a ReLU between layers) and parameter names as nerfstudio's: runs and
+    checkpoints from before the preset existed are unchanged."""
+    from nerfstudio.field_components.mlp import MLP
+    from torch import nn
+
+    made, reference = device_preset.mlp(8, 2, 16, out_dim=4), MLP(8, 2, 16, out_dim=4)
+    assert type(made) is MLP and isinstance(made.activation, nn.ReLU) and made.out_activation is None
+    assert made.state_dict().keys() == reference.state_dict().keys()
+    grid = device_preset.hash_grid(4, 10, 64)
+    assert type(grid).__name__ == "FastHashEncoding" and grid.get_out_dim() == 8

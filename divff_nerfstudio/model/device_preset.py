@@ -11,7 +11,7 @@ again (config.yml), so a run loads with what it was trained with on any machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal, Optional, Union
+from typing import Literal, Union
 
 import torch
 from jaxtyping import Float
@@ -103,11 +103,9 @@ def hash_grid(levels: int, log2_size: int, max_res: int, implementation: str = "
     return FastHashEncoding(num_levels=levels, min_res=16, max_res=max_res, log2_hashmap_size=log2_size, features_per_level=2)
 
 
-def mlp(
-    in_dim: int, num_layers: int, width: int, out_dim: int, activation: Optional[nn.Module] = None, out_activation: Optional[nn.Module] = None, implementation: str = "torch"
-) -> nn.Module:
-    """nerfstudio's MLP, with tiny-cuda-nn's fused kernel where chosen."""
-    made = MLP(in_dim, num_layers, width, out_dim=out_dim, activation=activation, out_activation=out_activation, implementation=implementation)
+def mlp(*args, implementation: str = "torch", **kwargs) -> nn.Module:
+    """nerfstudio's MLP (same arguments and defaults), with tiny-cuda-nn's fused kernel where chosen."""
+    made = MLP(*args, implementation=implementation, **kwargs)
     return TcnnFlat(made) if implementation == "tcnn" else made
 
 
