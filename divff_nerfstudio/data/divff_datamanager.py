@@ -10,15 +10,17 @@ ns-render / ns-eval never extract or download anything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Literal, Optional, Tuple, Type, Union
 
 import torch
+from jaxtyping import Float
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
-from rich.progress import track
 from torch import Tensor
 
 from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evidence
@@ -117,6 +119,18 @@ class DivffDataManager(VanillaDataManager):
 
     def _motion_evidence(self) -> Tensor:
         dataset = self.train_dataset
-        images = [dataset.get_image_float32(i)[..., :3] for i in track(range(len(dataset)), description="optical flow")]
         frame_index = [int(f) for f in dataset.metadata["frame_index"]]
-        return motion_evidence(images, dataset.cameras, frame_index, self.config.motion_prior)
+        return motion_evidence(FrameImages(dataset), dataset.cameras, frame_index, self.config.motion_prior)
+
+
+class FrameImages(Sequence):
+    """A dataset's RGB frames, each read from disk when asked (the motion evidence needs each once)."""
+
+    def __init__(self, dataset: InputDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Float[Tensor, "h w 3"]:
+        return self.dataset.get_image_float32(index)[..., :3]
