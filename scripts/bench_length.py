@@ -24,7 +24,7 @@ import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.table import Table
 
-CLIP_MODEL = "DivffTiny-CLIP"
+from divff_nerfstudio.language.test_clip import MODEL_NAME
 
 
 def _measured(cmd: List[str]) -> Tuple[float, float, str]:
@@ -50,7 +50,7 @@ def _train_child(scene: Path, clip: Path, out: Path, steps: int, threads: int) -
     torch.set_num_threads(threads)
     rays = divff_method.config.pipeline.datamanager.train_num_rays_per_batch
     config = scene_config(divff_method.config, scene, rays, out, steps)
-    config.pipeline.datamanager.language.clip.model_name = CLIP_MODEL
+    config.pipeline.datamanager.language.clip.model_name = MODEL_NAME
     config.pipeline.datamanager.language.clip.pretrained = str(clip)
     config.pipeline.model.geometry_steps = steps // 2  # half the steps with language on
     config.pipeline.model.feature_steps = steps // 4
@@ -74,7 +74,7 @@ def bench_length(frames: int, clip: Path, data_dir: Path, out: Path, steps: int,
         write_scene(scene, SceneConfig(seed=40 + frames % 1000, frames=frames))
         row["generate_s"] = time.perf_counter() - start
     py = sys.executable
-    language = ["--language.clip.model-name", CLIP_MODEL, "--language.clip.pretrained", str(clip)]
+    language = ["--language.clip.model-name", MODEL_NAME, "--language.clip.pretrained", str(clip)]
     row["extract_s"], row["extract_rss_mb"], _ = _measured([py, "-m", "divff_nerfstudio.commands.extract_targets", "--data", str(scene), *language, "--threads", str(threads)])
     cache = scene / "divff_cache"
     row["cache_mb"] = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20

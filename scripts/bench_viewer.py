@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,8 @@ import yaml
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.table import Table
 
-from divff_nerfstudio.utils.headless_browser import missing_browser, open_page
+from divff_nerfstudio.language.test_clip import MODEL_NAME
+from divff_nerfstudio.utils.headless_browser import free_port, listening, missing_browser, open_page
 
 BIN = Path(sys.executable).parent
 RUNS = {
@@ -81,13 +81,11 @@ class BenchViewer:
             "--viewer.websocket-host", "127.0.0.1", "--viewer.websocket-port", str(port),
         ]  # fmt: skip
         if self.clip is not None:
-            cmd += ["--pipeline.datamanager.language.clip.model-name", "DivffTiny-CLIP", "--pipeline.datamanager.language.clip.pretrained", str(self.clip)]
+            cmd += ["--pipeline.datamanager.language.clip.model-name", MODEL_NAME, "--pipeline.datamanager.language.clip.pretrained", str(self.clip)]
         return cmd
 
     def _rays_per_second(self, vis: str, niced: Optional[bool]) -> Tuple[float, float]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         name = vis.replace("+", "_") + {None: "", False: "_page", True: "_page_niced"}[niced] if "viewer" in vis else vis
         run = self.out / self.scene.name / self.method / name
         log = self.out / f"{name}.log"
@@ -105,7 +103,7 @@ class BenchViewer:
                         if process.returncode != 0:
                             raise SystemExit(f"error: ns-train failed; see {log}")
                         break
-                    if niced is not None and page is None and _listening(port):
+                    if niced is not None and page is None and listening(port):
                         page = open_page(f"http://127.0.0.1:{port}")
                     if page is not None and niced:
                         _lowest_priority(page.service.process.pid)  # again: it starts processes as it goes
@@ -139,14 +137,6 @@ def _lowest_priority(pid: int) -> None:
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def _scalars(run: Path, tag: str) -> list:

@@ -10,7 +10,6 @@ generated scene it was trained on.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 from test_divff_end_to_end import BIN, REPO, run
+
+from divff_nerfstudio.utils.headless_browser import free_port
 
 FIXTURE = REPO / "tests" / "fixtures" / "old_layout_run"
 OLD_CONFIG = Path("outputs/OLD_RUN/divff/old_layout/config.yml")
@@ -68,9 +69,7 @@ def test_old_run_renders_with_ns_render(old_run):
 
 
 def test_old_run_opens_in_ns_viewer(old_run):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = old_run / "viewer.log"
     cmd = [str(BIN / "ns-viewer"), "--load-config", str(OLD_CONFIG), "--viewer.websocket-host", "127.0.0.1",
            "--viewer.websocket-port", str(port)]  # fmt: skip

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from io import BytesIO
@@ -20,19 +19,13 @@ import pytest
 from PIL import Image
 from test_divff_end_to_end import BIN
 
-from divff_nerfstudio.utils.headless_browser import missing_browser, open_page
+from divff_nerfstudio.utils.headless_browser import free_port, listening, missing_browser, open_page
 
 pytestmark = pytest.mark.browser
 
 ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artefacts" / "viewer"
 WINDOW = (1200, 800)
 POLL_S = 0.2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +43,9 @@ def viewer(language_run):
         )  # fmt: skip
     try:
         deadline = time.time() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.time() < deadline, f"ns-viewer did not start:\n{log.read_text()[-3000:]}"
-                time.sleep(POLL_S)
+        while not listening(port):
+            assert process.poll() is None and time.time() < deadline, f"ns-viewer did not start:\n{log.read_text()[-3000:]}"
+            time.sleep(POLL_S)
         yield f"http://127.0.0.1:{port}", log
     finally:
         process.send_signal(signal.SIGINT)

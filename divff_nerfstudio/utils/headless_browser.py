@@ -1,14 +1,31 @@
-"""A page of the viewer in the system's headless Chromium, for the browser test and the viewer
-benchmark: Debian's `chromium` and `chromium-driver` (scripts/setup.sh installs them), driven by
-selenium, so no browser is ever downloaded."""
+"""A viewer on loopback and a page of it in the system's headless Chromium, for the viewer's tests
+and benchmark: Debian's `chromium` and `chromium-driver` (scripts/setup.sh installs them), driven
+by selenium, so no browser is ever downloaded."""
 
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 from typing import Tuple
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for an ns-viewer to serve."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """Whether something (the viewer, once started) accepts connections on the loopback port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def missing_browser() -> str:
