@@ -30,4 +30,4 @@ divff-summary --load-config "$run/config.yml" --split test
 divff-render dataset --load-config "$run/config.yml" --split test --query "$query" \
   --rendered-output-names rgb relevancy relevancy_objects relevancy_actor --output-path "$run/query_$query"
 echo "Look at: $run/evaluation/ (frames/*.png, language/*.png, affordances/*.png, summary.mp4), $run/summary/ (streams per test frame, fixed-viewpoint video) and $run/query_$query/"
-echo "Live viewer (type a query under Custom Elements): ns-viewer --load-config $run/config.yml --viewer.websocket-host 127.0.0.1"
+echo "Live viewer (type a query in the 'Text query' folder): ns-viewer --load-config $run/config.yml --viewer.websocket-host 127.0.0.1"

@@ -41,8 +41,18 @@ def test_query_parsing_refuses_empty_and_cuts_long_text():
     long = TextQuery.parse("knife " * 2000)
     assert len(long.positive) <= MAX_QUERY_CHARS
     assert TextQuery.parse("  couteau   à  pain ").positive == "couteau à pain"
-    assert TextQuery.parse("mug").negatives == ("object", "things", "stuff", "texture")
+    assert TextQuery.parse("mug").negatives == ("object", "things", "stuff", "hands")  # DIV-FF's
     assert TextQuery.parse("mug", ["  ", "hands"]).negatives == ("hands",)
+
+
+def test_query_is_never_compared_with_a_negative_naming_it():
+    """DIV-FF's "hands" keeps object queries off the hands; a query for hands drops it (else every
+    hand would sit at relevancy 0.5), whatever the case, the plural or an article."""
+    assert TextQuery.parse("hand").negatives == ("object", "things", "stuff")
+    assert TextQuery.parse("The left Hands").negatives == ("object", "things", "stuff")
+    assert TextQuery.parse("an object", ["things", "objects"]).negatives == ("things",)
+    assert TextQuery.parse("a mug", ["a bowl"]).negatives == ("a bowl",)  # articles are not shared words
+    assert TextQuery.parse("stuff", ["stuff"]).negatives == ("stuff",)  # never none left
 
 
 def test_per_stream_features_composite_like_colour():
@@ -261,3 +271,15 @@ def test_region_proposals_follow_object_boundaries(small_scene, method):
             cover = np.isin(regions, inside)
             iou = (cover & truth).sum() / (cover | truth).sum()
             assert iou > (0.8 if method == "felzenszwalb" else 0.5), (stem, int(label), iou)
+
+
+def test_relevancy_over_rgb_colours_only_what_passes_the_threshold():
+    from divff_nerfstudio.model.queries import relevancy_over_rgb
+
+    rgb = torch.full((4, 5, 3), 0.5)
+    rel = torch.linspace(0, 1, 20).reshape(4, 5, 1)
+    over = relevancy_over_rgb(rgb, rel, 0.7)
+    passing = rel[..., 0] > 0.7
+    assert passing.any() and (~passing).any()
+    assert torch.equal(over[~passing], rgb[~passing])
+    assert ((over - rgb).abs().amax(dim=-1)[passing] > 1e-3).all()

@@ -34,7 +34,7 @@ class QueryOptions:
     query: Optional[str] = None
     """Text to look for; adds outputs relevancy, relevancy_composite, relevancy_static, ..._objects, ..._actor."""
     negatives: Tuple[str, ...] = ()
-    """Negative phrases (default: object, things, stuff, texture; for video: general task, background, ...)."""
+    """Negative phrases (default: object, things, stuff, hands, less any that names the query; for video: general task, background, ...)."""
     query_kind: str = "clip"
     """clip (things) or video (actions, affordances)."""
     query_stream: str = "composite"

@@ -23,11 +23,12 @@ from divff_nerfstudio.model.compositing import STREAMS
 from divff_nerfstudio.model.language_heads import LanguageHeads, relevancy
 
 DEFAULT_NEGATIVES: Dict[str, Tuple[str, ...]] = {
-    "clip": ("object", "things", "stuff", "texture"),
+    "clip": ("object", "things", "stuff", "hands"),
     "video": ("general task", "background", "object", "things"),
 }
 RELEVANCY_THRESHOLDS: Dict[str, float] = {"clip": 0.7, "video": 0.54}
 """Relevancy above which a pixel shows the query (DIV-FF's object and affordance thresholds)."""
+_FILLER_WORDS = frozenset({"a", "an", "the", "of", "some"})
 MAX_QUERY_CHARS = 300
 """Longer text is cut: CLIP tokenizers read at most 77 tokens."""
 
@@ -50,7 +51,21 @@ class TextQuery:
         if not text:
             raise QueryError("the query is empty: type what to look for, e.g. 'red cube' or 'hand'")
         negs = tuple(n for n in (" ".join(str(n).split())[:MAX_QUERY_CHARS] for n in (negatives or ())) if n)
-        return cls(text, negs or DEFAULT_NEGATIVES[kind], kind)
+        return cls(text, _not_naming(text, negs or DEFAULT_NEGATIVES[kind]), kind)
+
+
+def _words(text: str) -> frozenset:
+    """Content words, lower case, a plural's "s" dropped ("Hands" and "hand" are one word)."""
+    words = ("".join(c for c in w if c.isalnum()) for w in text.lower().split())
+    return frozenset(w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words if w and w not in _FILLER_WORDS)
+
+
+def _not_naming(positive: str, negatives: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The negatives without those that name what the query names: DIV-FF's "hands" keeps object
+    queries off the hands, but asked for "hand" it would hold every hand at 0.5. Unless that would
+    leave none."""
+    kept = tuple(n for n in negatives if not (_words(n) & _words(positive)))
+    return kept or negatives
 
 
 class QueryEncoder:
