@@ -130,7 +130,7 @@ def main(
     rays: int = 1024,
     nerfacto_steps: int = 20,
     motion_prior: bool = False,
-    image_exposure: bool = False,
+    image_exposure: bool = True,
     seed: int = 42,
     data_dir: Path = Path("data/EPIC-Diff"),
     output_dir: Path = Path("outputs/bench"),
@@ -146,7 +146,8 @@ def main(
         rays: Rays per training batch (both methods).
         nerfacto_steps: Timed nerfacto steps (after 3 warm-up steps).
         motion_prior: Train with the optical-flow motion prior.
-        image_exposure: Learn a colour gain and offset per training image (--pipeline.model.image-exposure).
+        image_exposure: Learn a colour gain and offset per training image (--pipeline.model.image-exposure,
+            on by default as in divff; --no-image-exposure to compare).
         seed: Training seed (--machine.seed): run twice with others to see the spread.
         data_dir: Where the benchmark scenes are (generated when missing).
         output_dir: Where runs and bench_train.json go.
@@ -176,7 +177,7 @@ def main(
         result.pop("trainer", None)
         where = f"{threads} threads" if device == "cpu" else torch.cuda.get_device_name()
         table = Table(title=f"divff on {Path(result['scene']).name} ({name}), {where}, {rays} rays/batch"
-                      + (", motion prior" if motion_prior else "") + (", image exposure" if image_exposure else ""))  # fmt: skip
+                      + (", motion prior" if motion_prior else "") + ("" if image_exposure else ", no image exposure"))  # fmt: skip
         for col in ("minutes", "steps", "rays/s", "mAP", "PSNR", "mAP objects", "mAP actor"):
             table.add_column(col)
         for r in result["curve"]:

@@ -155,6 +155,41 @@ def test_image_exposure_starts_as_identity_and_corrects_per_image():
     assert torch.allclose(out[[1, 5]], 2 * rgb[[1, 5]]) and torch.equal(out[[0, 2, 3, 4]], rgb[[0, 2, 3, 4]])
 
 
+
+def test_image_exposure_learns_at_its_own_rate():
+    """The per-image corrections are their own parameter group, with a tenth of the grids' rate in
+    every divff method (at the grids' rate, renders at the average exposure lost colour)."""
+    from nerfstudio.data.scene_box import SceneBox
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from divff_nerfstudio.divff_config import divff_geometry_method, divff_method
+    from divff_nerfstudio.model.divff_model import DivffModelConfig
+    from divff_nerfstudio.utils import compat
+
+    compat.install()
+    box = SceneBox(torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    small = dict(static_log2_hashmap_size=12, transient_log2_hashmap_size=12)
+    groups = DivffModelConfig(image_exposure=True, **small).setup(scene_box=box, num_train_data=3, metadata={}).get_param_groups()
+    assert [p.shape for p in groups["exposure"]] == [(3, 6)]
+    assert not any(p is q for p in groups["exposure"] for q in groups["fields"])
+    assert "exposure" not in DivffModelConfig(image_exposure=False, **small).setup(scene_box=box, num_train_data=3, metadata={}).get_param_groups()
+    for method in (divff_method, divff_geometry_method):
+        optimizers = Optimizers(method.config.optimizers, groups)
+        lrs = {name: opt.param_groups[0]["lr"] for name, opt in optimizers.optimizers.items()}
+        assert lrs["exposure"] == pytest.approx(lrs["fields"] / 10)
+
+
+def test_runs_saved_before_image_exposure_keep_it_off():
+    """config.yml of a run older than the field has no image_exposure: it trained without."""
+    import yaml
+
+    from divff_nerfstudio.model.divff_model import DivffModelConfig
+
+    text = yaml.dump(DivffModelConfig())
+    assert yaml.load(text, Loader=yaml.Loader).image_exposure is True
+    old = text.replace("image_exposure: true\n", "")
+    assert "image_exposure" not in old and yaml.load(old, Loader=yaml.Loader).image_exposure is False
+
 def test_static_levels_fade_in_coarse_to_fine():
     """With 2.5 of 6 levels active the static stream reads levels 0-1 fully, level 2 at half weight
     and nothing finer (so no gradient reaches the fine tables); all levels restore the plain field;
