@@ -155,7 +155,6 @@ def test_image_exposure_starts_as_identity_and_corrects_per_image():
     assert torch.allclose(out[[1, 5]], 2 * rgb[[1, 5]]) and torch.equal(out[[0, 2, 3, 4]], rgb[[0, 2, 3, 4]])
 
 
-
 def test_image_exposure_learns_at_its_own_rate():
     """The per-image corrections are their own parameter group, with a tenth of the grids' rate in
     every divff method (at the grids' rate, renders at the average exposure lost colour)."""
@@ -189,6 +188,7 @@ def test_runs_saved_before_image_exposure_keep_it_off():
     assert yaml.load(text, Loader=yaml.Loader).image_exposure is True
     old = text.replace("image_exposure: true\n", "")
     assert "image_exposure" not in old and yaml.load(old, Loader=yaml.Loader).image_exposure is False
+
 
 def test_static_levels_fade_in_coarse_to_fine():
     """With 2.5 of 6 levels active the static stream reads levels 0-1 fully, level 2 at half weight

@@ -64,7 +64,8 @@ def _not_naming(positive: str, negatives: Tuple[str, ...]) -> Tuple[str, ...]:
     """The negatives without those that name what the query names: DIV-FF's "hands" keeps object
     queries off the hands, but asked for "hand" it would hold every hand at 0.5. Unless that would
     leave none."""
-    kept = tuple(n for n in negatives if not (_words(n) & _words(positive)))
+    named = _words(positive)
+    kept = tuple(n for n in negatives if not (_words(n) & named))
     return kept or negatives
 
 
