@@ -24,7 +24,7 @@ def manager(scene, language):
 def test_xclip_targets_are_extracted_from_pixels_and_cached(small_scene, tiny_xclip, tmp_path):
     # oracle image targets: no CLIP weights needed beside the video model
     video = VideoExtractorConfig(backend="xclip", model=str(tiny_xclip))
-    language = LanguageTargetsConfig(oracle=True, cache_dir=tmp_path, video=video)
+    language = LanguageTargetsConfig(oracle=True, oracle_grid_stride=8, cache_dir=tmp_path, video=video)
     first = manager(small_scene, language)
     spec = first.train_dataset.metadata["language"]
     assert spec.video_dim == 32 and spec.video.window == 4, "the model's own embedding size and frame count"
@@ -56,6 +56,7 @@ def test_xclip_runs_through_training_and_affordance_evaluation(small_scene, tiny
     config = ns_train(
         "divff", small_scene, tmp_path, 200,
         "--pipeline.datamanager.language.oracle", "True",
+        "--pipeline.datamanager.language.oracle-grid-stride", "8",
         "--pipeline.datamanager.language.cache-dir", str(tmp_path / "cache"),
         "--pipeline.datamanager.language.video.backend", "xclip",
         "--pipeline.datamanager.language.video.model", str(tiny_xclip),

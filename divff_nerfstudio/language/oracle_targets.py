@@ -7,6 +7,9 @@ are nearly orthogonal in the CLIP's 512 dimensions): each object's name, "backgr
 static scene and "hand" for the actor. A frame's target grid is the pixels' embeddings averaged
 over each cell of the usual target grid; text queries are encoded by the same table, so "orange
 cube" asks for exactly the embedding the cube's pixels carried, wherever the cube was at the time.
+Relevancy's negatives name two of the oracle's classes in other words ("stuff": the static scene,
+"hands": the actor), and a perfect teacher embeds a word where its class's pixels are; otherwise
+they would be random directions, and any cell a tenth covered by the object would pass 0.7.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from divff_nerfstudio.utils.errors import UserError
 
 BACKGROUND = "background"
 ACTOR = "hand"
+SAME_AS = {"stuff": BACKGROUND, "hands": ACTOR}
+"""Words the oracle's table reads as one of its classes."""
 
 
 class OracleLabelsUnavailable(UserError, FileNotFoundError):
@@ -36,7 +41,8 @@ def oracle_embeddings(texts: Sequence[str], dim: int) -> Float[Tensor, "n dim"]:
     """The fixed unit embedding of each text (whitespace and case do not matter)."""
     rows = []
     for text in texts:
-        digest = hashlib.sha256(" ".join(text.lower().split()).encode()).digest()
+        key = " ".join(text.lower().split())
+        digest = hashlib.sha256(SAME_AS.get(key, key).encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
         rows.append(torch.randn(dim, generator=generator))
     return nn.functional.normalize(torch.stack(rows), dim=-1)

@@ -53,7 +53,7 @@ class TargetExtraction:
         self.keys = [f"{path.stem}-{file_digest(path)}" for path in dataset.image_filenames]
         """Cache file name per frame: its name and content, so a changed image is extracted again."""
         cameras = dataset.cameras
-        self.grid = config.pyramid.grid_shape(int(cameras.height[0]), int(cameras.width[0]))
+        self.grid = config.grid_shape(int(cameras.height[0]), int(cameras.width[0]))
         self._encoder: Optional[ClipEncoder] = None
 
     def all(self) -> TargetGrids:
