@@ -15,7 +15,7 @@ from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
-from divff_nerfstudio.synthetic.scene import COLOURS, SHAPES, KitchenClip
+from divff_nerfstudio.synthetic.scene import COLOURS, SHAPES, KitchenClip, MovableObject
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID, COUNTER_TOP
 
 OBJECT_TEMPLATES = ("a {c} {s}", "{c} {s}", "a photo of a {c} {s}", "the {c} {s} on the counter")
@@ -96,14 +96,33 @@ def _place_of(point: np.ndarray) -> str:
     return "wall"
 
 
+WINDOW_FRACTIONS = (0.08, 0.16)
+"""Window sides as fractions of the frame height: the patch pyramid's crop sizes (pyramid_targets)."""
+WINDOW_MIN_SHARE = 0.35
+"""A window is captioned by the object or hand covering at least this share of it; others are dropped."""
+
+
 def frame_crops(
-    clip: KitchenClip, frame: int, intr: Intrinsics, rng: np.random.Generator, size: int = 32, per_thing: int = 3
+    clip: KitchenClip, frame: int, intr: Intrinsics, rng: np.random.Generator, size: int = 32, per_thing: int = 3, windows: int = 0
 ) -> Iterator[Crop]:
-    """Crops of one rendered frame: each visible object (several margins), the actor, background."""
+    """Crops of one rendered frame: each visible object (several margins), the actor, background;
+    then `windows` squares at random places with the patch pyramid's sizes. The teacher embeds
+    such windows, which cut objects off-centre and show their neighbours; trained only on centred
+    crops, the CLIP met them first as a teacher."""
     render = render_frame(clip, frame, intr, supersample=1, labels=True)
     rgb, ids, depth = render.rgb, render.labels, render.depth
     h, w = ids.shape
     carried = clip.carried(frame)
+
+    def object_crop(obj: MovableObject, cy: float, cx: float, side: int) -> Crop:
+        return Crop(
+            _square(rgb, cy, cx, side, size),
+            frozenset({obj.label, obj.colour, obj.shape, "object"} | ({"carrying"} if obj.object_id in carried else set())),
+            obj.label,
+            mask=_square(ids == obj.object_id, cy, cx, side, size),
+            albedo=COLOURS[obj.colour],
+        )
+
     for obj in clip.objects:
         ys, xs = np.nonzero(ids == obj.object_id)
         if len(ys) < 20:
@@ -112,13 +131,7 @@ def frame_crops(
         for _ in range(per_thing):
             side = extent * rng.uniform(1.1, 1.8)
             cy, cx = (ys.min() + ys.max()) / 2 + rng.normal(0, 1.5), (xs.min() + xs.max()) / 2 + rng.normal(0, 1.5)
-            yield Crop(
-                _square(rgb, cy, cx, int(side), size),
-                frozenset({obj.label, obj.colour, obj.shape, "object"} | ({"carrying"} if obj.object_id in carried else set())),
-                obj.label,
-                mask=_square(ids == obj.object_id, cy, cx, int(side), size),
-                albedo=COLOURS[obj.colour],
-            )
+            yield object_crop(obj, cy, cx, int(side))
     actor = np.argwhere(ids == ACTOR_ID)
     if len(actor) > 40:
         for _ in range(per_thing):
@@ -135,6 +148,20 @@ def frame_crops(
         ray = np.array([(cx - intr.cx) / intr.fx, -(cy - intr.cy) / intr.fy, -1.0]) * z
         place = _place_of(c2w[:, :3] @ ray + c2w[:, 3])
         yield Crop(_square(rgb, cy, cx, side, size), frozenset({place, "stuff"}), place)
+    by_id = {obj.object_id: obj for obj in clip.objects}
+    for _ in range(windows):
+        side = max(int(h * rng.choice(WINDOW_FRACTIONS) * rng.uniform(0.8, 1.25)), 6)
+        cy, cx = rng.uniform(side / 2, h - side / 2), rng.uniform(side / 2, w - side / 2)
+        y0, x0 = int(cy - side / 2), int(cx - side / 2)
+        found, counts = np.unique(ids[y0 : y0 + side, x0 : x0 + side], return_counts=True)
+        counts[found == 0] = 0
+        best = int(found[counts.argmax()])
+        if counts.max() < WINDOW_MIN_SHARE * side * side:
+            continue
+        if best in by_id:
+            yield object_crop(by_id[best], cy, cx, side)
+        elif best == ACTOR_ID:
+            yield Crop(_square(rgb, cy, cx, side, size), frozenset({"hand"}), "hand")
 
 
 def generate_crops(
@@ -144,6 +171,7 @@ def generate_crops(
     size: int = 32,
     num_objects: int = 8,
     intr: Intrinsics | None = None,
+    windows: int = 0,
 ) -> List[Crop]:
     """Crops from clips with `num_objects` objects each (never an excluded label), a few frames per clip."""
     from divff_nerfstudio.synthetic.epic_writer import SceneConfig
@@ -154,5 +182,5 @@ def generate_crops(
         rng = np.random.default_rng(10_000 + seed)
         clip = KitchenClip(seed, num_frames=40, num_objects=num_objects, exclude=exclude)
         for frame in rng.choice(40, size=frames_per_clip, replace=False):
-            crops.extend(frame_crops(clip, int(frame), intr, rng, size))
+            crops.extend(frame_crops(clip, int(frame), intr, rng, size, windows=windows))
     return crops
