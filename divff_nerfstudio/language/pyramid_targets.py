@@ -45,7 +45,12 @@ class PatchPyramidConfig:
         }
 
     def grid_shape(self, height: int, width: int) -> Tuple[int, int]:
-        return math.ceil(height / self.grid_stride), math.ceil(width / self.grid_stride)
+        return grid_cells(height, width, self.grid_stride)
+
+
+def grid_cells(height: int, width: int, stride: int) -> Tuple[int, int]:
+    """Cells of a target grid with `stride` pixels per cell (a partial last cell counts)."""
+    return math.ceil(height / stride), math.ceil(width / stride)
 
 
 def _centres(length: int, side: float, stride: float) -> Tensor:

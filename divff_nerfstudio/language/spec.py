@@ -7,14 +7,13 @@ model to view, render or evaluate a run never extracts or downloads anything.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from divff_nerfstudio.language.clip_encoder import ClipEncoderConfig, register_project_models
 from divff_nerfstudio.language.dino_targets import DinoTargetsConfig
-from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig
+from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig, grid_cells
 from divff_nerfstudio.language.region_targets import RegionTargetsConfig
 from divff_nerfstudio.language.video_targets import VideoExtractorConfig, VideoTargetExtractor
 
@@ -49,8 +48,7 @@ class LanguageTargetsConfig:
 
     def grid_shape(self, height: int, width: int) -> Tuple[int, int]:
         """Cells of the image-language target grid of a height x width frame."""
-        stride = self.oracle_grid_stride if self.oracle else self.pyramid.grid_stride
-        return math.ceil(height / stride), math.ceil(width / stride)
+        return grid_cells(height, width, self.oracle_grid_stride if self.oracle else self.pyramid.grid_stride)
 
     def clip_dim(self) -> int:
         """Embedding size of the configured CLIP, from its architecture alone (no weights)."""

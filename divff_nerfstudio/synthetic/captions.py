@@ -14,6 +14,7 @@ from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig
 from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
 from divff_nerfstudio.synthetic.scene import COLOURS, SHAPES, KitchenClip, MovableObject
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID, COUNTER_TOP
@@ -96,8 +97,8 @@ def _place_of(point: np.ndarray) -> str:
     return "wall"
 
 
-WINDOW_FRACTIONS = (0.08, 0.16)
-"""Window sides as fractions of the frame height: the patch pyramid's crop sizes (pyramid_targets)."""
+WINDOW_FRACTIONS = PatchPyramidConfig().patch_fractions
+"""Window sides as fractions of the frame height: the patch pyramid's default crop sizes."""
 WINDOW_MIN_SHARE = 0.35
 """A window is captioned by the object or hand covering at least this share of it; others are dropped."""
 
