@@ -336,9 +336,12 @@ def test_transforms_json_with_several_cameras(tmp_path):
 E2E_SCENE = dict(seed=0, frames=40, image_format="png", texture_detail=0.5)
 """228x128 like EPIC-Diff, with fine speckle on the static surfaces: without it SIFT finds too few
 well-localised features on the generated textures and COLMAP poses 15 of 120 frames."""
-E2E_TOLERANCE = {"rotation_error_deg_median": 2.5, "centre_error_rms_over_far": 0.05}
-"""Measured on this scene: 0.19 to 1.01 deg and 0.003 to 0.020 of the median far depth (COLMAP varies from
-run to run); about 2.5x margin over the worst seen."""
+E2E_TOLERANCE = {"rotation_error_deg_median": 5.0, "centre_error_rms_over_far": 0.08}
+"""COLMAP's mapper varies from run to run, with a long tail. 26 runs of this test on the 2-core machine:
+median rotation error 0.13 to 1.01 deg (4 runs above 0.6), centre error 0.002 to 0.020 of the median far
+depth; one CI run gave 2.52 deg and 0.036. The limits keep about 2x over that run. What the rotation
+limit is for: on a run that scored 0.18 deg, reading transforms.json with OpenCV's camera axes scores
+24 deg and with its rotations transposed 17 deg."""
 
 
 @pytest.fixture(scope="module")
