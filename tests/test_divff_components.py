@@ -249,3 +249,35 @@ def test_overlap_loss_makes_the_objects_stream_give_way():
     with torch.no_grad():
         table -= table.grad / table.grad.norm()
     assert overlap() < before
+
+
+def test_beta_max_limits_the_colour_uncertainty_for_its_steps():
+    """With beta_max the rendered uncertainty stops at it, however large the streams' own; after
+    beta_max_steps of training it is free again."""
+    from nerfstudio.cameras.cameras import Cameras
+    from nerfstudio.data.scene_box import SceneBox
+
+    from divff_nerfstudio.model.divff_model import DivffModelConfig
+    from divff_nerfstudio.utils import compat
+
+    compat.install()
+    torch.manual_seed(0)
+    box = SceneBox(torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    model = DivffModelConfig(beta_max=0.1, beta_max_steps=5, static_log2_hashmap_size=12, transient_log2_hashmap_size=12).setup(
+        scene_box=box, num_train_data=2, metadata={}
+    )
+    model.train()
+    for stream in (model.field.objects, model.field.actor):
+
+        def uncertain(*args, forward=stream.forward, **kwargs):
+            out = forward(*args, **kwargs)
+            return {**out, "beta": out["beta"] * 1e4}
+
+        stream.forward = uncertain
+    camera = Cameras(camera_to_worlds=torch.eye(4)[:3][None], fx=20.0, fy=20.0, cx=8.0, cy=8.0, width=16, height=16, times=torch.zeros(1, 1))
+    rays = camera.generate_rays(camera_indices=0).flatten()[:64]
+    model.set_step(4)
+    capped = model(rays)["beta"]
+    assert 0.099 < capped.max() <= 0.1 + 1e-6
+    model.set_step(5)
+    assert model(rays)["beta"].max() > 1.0

@@ -126,6 +126,15 @@ class DivffModelConfig(ModelConfig):
     clean: 54 -> 37). README, "Measured", has both scenes."""
     beta_min: float = 0.03
     """Smallest colour uncertainty (NeuralDiff: 0.03)."""
+    beta_max: Optional[float] = None
+    """Largest colour uncertainty (None: no limit, as NeuralDiff). Unlimited, a faint high-beta layer
+    of a dynamic stream makes the residual of a ghost nearly free, so the static stream keeps an
+    object where it rests most of the time. 0.1 moves them to the objects stream on the clean
+    seed-21 scene (divff-geometry, 3500 steps: object AP 37 -> 93), but the dynamic streams then
+    take a faint copy of the room wherever the static one misses (exposure, blur), and the hard
+    and both check scenes lose (README, "Measured"). Off until it helps them."""
+    beta_max_steps: int = 0
+    """Training steps the `beta_max` limit holds (0: all of them)."""
     dynamic_density_weight: float = 0.01
     """Weight of the mean object + actor density (sparsity: prefer the static stream)."""
     overlap_loss_weight: float = 0.0
@@ -334,7 +343,10 @@ class DivffModel(Model):
             outputs[f"opacity_{k}"] = solo.sum(dim=-2)
             outputs[f"depth_{k}"] = render_stream(solo, midpoints) / (outputs[f"opacity_{k}"] + 1e-10)
         outputs["dynamic_mask"] = (outputs["accumulation_objects"] + outputs["accumulation_actor"]).clamp(0, 1)
-        outputs["beta"] = sum(render_stream(stream_weights[k], b) for k, b in betas.items()) + self.config.beta_min
+        beta = sum(render_stream(stream_weights[k], b) for k, b in betas.items())
+        if self.config.beta_max is not None and (self.config.beta_max_steps == 0 or self.step < self.config.beta_max_steps):
+            beta = beta.clamp(max=self.config.beta_max - self.config.beta_min)
+        outputs["beta"] = beta + self.config.beta_min
         if self.training:
             weights_list.append(weights)
             ray_samples_list.append(ray_samples)
