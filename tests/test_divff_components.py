@@ -281,3 +281,16 @@ def test_beta_max_limits_the_colour_uncertainty_for_its_steps():
     assert 0.099 < capped.max() <= 0.1 + 1e-6
     model.set_step(5)
     assert model(rays)["beta"].max() > 1.0
+
+
+def test_opacity_entropy_charges_faint_dynamic_layers_only():
+    """The entropy term is zero for rays whose object and actor opacity is 0 or 1 and largest for
+    half-opaque ones."""
+    from divff_nerfstudio.model.divff_model import DivffModel
+
+    def entropy(objects: float, actor: float) -> float:
+        outputs = {"accumulation_objects": torch.full((4, 1), objects), "accumulation_actor": torch.full((4, 1), actor)}
+        return float(DivffModel.opacity_entropy(outputs))
+
+    assert entropy(0.0, 1.0) < 2e-3 and entropy(1.0, 0.0) < 2e-3
+    assert entropy(0.5, 0.0) > entropy(0.1, 0.0) > entropy(0.0, 0.0)
