@@ -218,9 +218,8 @@ def test_static_levels_fade_in_coarse_to_fine():
         assert stream.fade.fading and stream.fade.weights[: levels // 2].all() and not stream.fade.weights[levels // 2 :].any()
 
 
-def test_overlap_loss_makes_the_objects_stream_give_way():
-    """The overlap loss is the objects stream's rendering weight where the static stream holds
-    density; a step along its gradient on the objects stream alone lowers it."""
+def small_model_and_rays(**config):
+    """A divff model with small hash tables in training mode, and 64 rays of a 16x16 camera."""
     from nerfstudio.cameras.cameras import Cameras
     from nerfstudio.data.scene_box import SceneBox
 
@@ -230,12 +229,18 @@ def test_overlap_loss_makes_the_objects_stream_give_way():
     compat.install()  # LPIPS without its download, as the plugin runs it offline
     torch.manual_seed(0)
     box = SceneBox(torch.tensor([[-1.0] * 3, [1.0] * 3]))
-    model = DivffModelConfig(overlap_loss_weight=0.3, static_log2_hashmap_size=12, transient_log2_hashmap_size=12).setup(
+    model = DivffModelConfig(static_log2_hashmap_size=12, transient_log2_hashmap_size=12, **config).setup(
         scene_box=box, num_train_data=2, metadata={}
     )
     model.train()
     camera = Cameras(camera_to_worlds=torch.eye(4)[:3][None], fx=20.0, fy=20.0, cx=8.0, cy=8.0, width=16, height=16, times=torch.zeros(1, 1))
-    rays = camera.generate_rays(camera_indices=0).flatten()[:64]
+    return model, camera.generate_rays(camera_indices=0).flatten()[:64]
+
+
+def test_overlap_loss_makes_the_objects_stream_give_way():
+    """The overlap loss is the objects stream's rendering weight where the static stream holds
+    density; a step along its gradient on the objects stream alone lowers it."""
+    model, rays = small_model_and_rays(overlap_loss_weight=0.3)
 
     def overlap() -> torch.Tensor:
         torch.manual_seed(1)  # the same samples along the rays each time
@@ -254,19 +259,7 @@ def test_overlap_loss_makes_the_objects_stream_give_way():
 def test_beta_max_limits_the_colour_uncertainty_for_its_steps():
     """With beta_max the rendered uncertainty stops at it, however large the streams' own; after
     beta_max_steps of training it is free again."""
-    from nerfstudio.cameras.cameras import Cameras
-    from nerfstudio.data.scene_box import SceneBox
-
-    from divff_nerfstudio.model.divff_model import DivffModelConfig
-    from divff_nerfstudio.utils import compat
-
-    compat.install()
-    torch.manual_seed(0)
-    box = SceneBox(torch.tensor([[-1.0] * 3, [1.0] * 3]))
-    model = DivffModelConfig(beta_max=0.1, beta_max_steps=5, static_log2_hashmap_size=12, transient_log2_hashmap_size=12).setup(
-        scene_box=box, num_train_data=2, metadata={}
-    )
-    model.train()
+    model, rays = small_model_and_rays(beta_max=0.1, beta_max_steps=5)
     for stream in (model.field.objects, model.field.actor):
 
         def uncertain(*args, forward=stream.forward, **kwargs):
@@ -274,8 +267,6 @@ def test_beta_max_limits_the_colour_uncertainty_for_its_steps():
             return {**out, "beta": out["beta"] * 1e4}
 
         stream.forward = uncertain
-    camera = Cameras(camera_to_worlds=torch.eye(4)[:3][None], fx=20.0, fy=20.0, cx=8.0, cy=8.0, width=16, height=16, times=torch.zeros(1, 1))
-    rays = camera.generate_rays(camera_indices=0).flatten()[:64]
     model.set_step(4)
     capped = model(rays)["beta"]
     assert 0.099 < capped.max() <= 0.1 + 1e-6
