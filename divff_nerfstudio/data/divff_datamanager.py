@@ -3,9 +3,10 @@
 When training starts (test_mode "val") the target grids of every training frame are loaded from the
 feature cache or extracted into it (language/target_grids.py); each training batch then carries
 `clip`, `video` (and `dino`) targets for its pixels; with the motion prior, also `motion`, the
-optical-flow evidence that the pixel moves (motion_evidence.py). The model learns which heads it needs from the
-train dataset's metadata["language"] (a LanguageSpec), which needs no weights, so ns-viewer /
-ns-render / ns-eval never extract or download anything.
+optical-flow evidence that the pixel moves (motion_evidence.py). The first training step starts the
+model's per-image exposure from gains read off the frames (exposure_estimate.py). The model learns
+which heads it needs from the train dataset's metadata["language"] (a LanguageSpec), which needs no
+weights, so ns-viewer / ns-render / ns-eval never extract or download anything.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from divff_nerfstudio.data.exposure_estimate import ExposureEstimateConfig, estimate_log_gains
 from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evidence
 from divff_nerfstudio.engine.distributed import main_process_first
 from divff_nerfstudio.engine.random_state import fenced_random_states
@@ -52,6 +54,8 @@ class DivffDataManagerConfig(VanillaDataManagerConfig):
     motion_prior: MotionPriorConfig = field(default_factory=MotionPriorConfig)
     long_video: LongVideoConfig = LongVideoConfig()
     """(A plain default, so that configs saved before it existed load with it.)"""
+    exposure_estimate: ExposureEstimateConfig = ExposureEstimateConfig()  # a plain default, as long_video's
+    """Where a run from scratch starts its per-image exposure: gains read off the frames."""
 
 
 class DivffDataManager(VanillaDataManager):
@@ -117,6 +121,12 @@ class DivffDataManager(VanillaDataManager):
             batch["motion"] = self.motion[cam, y, x].float()[:, None].to(self.device)
         return ray_bundle, batch
 
+    def exposure_log_gains(self) -> Float[Tensor, "num_images 3"]:
+        """Each training image's colour gains as read off the frames (exposure_estimate.py)."""
+        dataset = self.train_dataset
+        frame_index = [int(f) for f in dataset.metadata["frame_index"]]
+        return estimate_log_gains(FrameImages(dataset), frame_index, self.config.exposure_estimate)
+
     def _motion_evidence(self) -> Tensor:
         dataset = self.train_dataset
         frame_index = [int(f) for f in dataset.metadata["frame_index"]]
@@ -124,7 +134,8 @@ class DivffDataManager(VanillaDataManager):
 
 
 class FrameImages(Sequence):
-    """A dataset's RGB frames, each read from disk when asked (the motion evidence needs each once)."""
+    """A dataset's RGB frames, each read from disk when asked (the motion evidence and the exposure
+    estimate need each once)."""
 
     def __init__(self, dataset: InputDataset):
         self.dataset = dataset

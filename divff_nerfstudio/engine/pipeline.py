@@ -5,6 +5,10 @@ process, refused by torch for a model on the CPU (gloo), where DDP takes no devi
 this is nerfstudio's VanillaPipeline; `find_unused_parameters` stays on because a step can skip
 parameters (the language heads in the geometry stage, the geometry in the feature stage, the
 proposal network between its updates).
+
+The one thing it adds: a run that starts from scratch starts the model's per-image exposure from
+the gains the data manager reads off the frames (data/exposure_estimate.py), at its first step
+(not when a run is only loaded to view, render or resume). Every process computes the same gains.
 """
 
 from __future__ import annotations
@@ -44,3 +48,13 @@ class DivffPipeline(VanillaPipeline):
             device_ids = [local_rank] if on_gpu else None
             self._model = typing.cast(Model, DDP(self._model, device_ids=device_ids, find_unused_parameters=True))
             dist.barrier(device_ids=device_ids)
+        self._exposure_started = False
+
+    def get_train_loss_dict(self, step: int):
+        if step == 0 and not self._exposure_started:
+            self._exposure_started = True
+            exposure = getattr(self.model, "exposure", None)
+            estimate = getattr(self.datamanager.config, "exposure_estimate", None)
+            if exposure is not None and estimate is not None and estimate.enabled:
+                exposure.start_from(self.datamanager.exposure_log_gains())
+        return super().get_train_loss_dict(step)

@@ -156,7 +156,8 @@ class DivffModelConfig(ModelConfig):
     group ("exposure", a tenth of the grids' rate). divff-geometry, 3500 steps, 1 thread, training
     seeds 42 and 7, on against off: clean seed-21 scene mAP 87.5 / 86.5 against 84.9 / 81.5, object
     AP 36.7 / 32.7 against 27.7 / 25.4; hard seed-22 scene mAP 90.3 / 90.1 against 85.7 / 86.9,
-    object AP 59.4 / 49.7 against 33.6 / 32.2 (README, "Measured")."""
+    object AP 59.4 / 49.7 against 33.6 / 32.2 (README, "Measured"). A run from scratch starts it
+    from gains read off the frames (--pipeline.datamanager.exposure-estimate)."""
     geometry_steps: int = 2000
     """Language stage 1: steps of geometry alone (no language heads evaluated)."""
     feature_steps: int = 500

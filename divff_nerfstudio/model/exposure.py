@@ -4,8 +4,9 @@ Head-mounted cameras change exposure and white balance from frame to frame. Left
 a frame that is brighter than its neighbours is explained most cheaply by a dynamic stream laid
 over the whole view (a ghost of the room in the objects stream); the static stream's appearance
 code only reaches the static colour. A per-image affine colour correction of the composite takes
-that change out of every stream. Renders (evaluation, viewer, exports) use none: the scene under
-its average exposure.
+that change out of every stream; it starts from gains read off the frames before training, since
+learnt from nothing it comes too late to keep the dynamic streams from the room. Renders
+(evaluation, viewer, exports) use none: the scene under its average exposure.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ class ImageExposure(nn.Module):
         """Per image: log gain (3) and offset (3) per channel; zeros: no correction."""
         nn.init.zeros_(self.correction.weight)
 
+    @torch.no_grad()
+    def start_from(self, log_gains: Float[Tensor, "num_images 3"]) -> None:
+        """Start from estimated gains (data/exposure_estimate.py) instead of none."""
+        self.correction.weight[:, :3] = log_gains.to(self.correction.weight)
+
     def forward(self, rgb: Float[Tensor, "*bs 3"], camera_indices: Int[Tensor, "*bs 1"]) -> Float[Tensor, "*bs 3"]:
         correction = self.correction(camera_indices[..., 0])
         return rgb * torch.exp(correction[..., :3]) + correction[..., 3:]
+
