@@ -190,6 +190,30 @@ def test_runs_saved_before_image_exposure_keep_it_off():
     assert "image_exposure" not in old and yaml.load(old, Loader=yaml.Loader).image_exposure is False
 
 
+def test_a_render_beyond_a_clipped_channel_costs_nothing():
+    """Where the camera clipped a channel, a brighter (or, at 0, darker) render matches it; a render
+    short of the clipped value, and every unclipped channel, keep their error and gradient."""
+    from divff_nerfstudio.model.exposure import clip_as_observed
+
+    image = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0]])
+    rgb = torch.tensor([[1.3, 0.7, -0.2], [0.8, 0.3, 0.1]], requires_grad=True)
+    seen = clip_as_observed(rgb, image, 0.98)
+    assert torch.equal(seen.detach(), torch.tensor([[1.0, 0.7, 0.0], [0.8, 0.3, 0.1]]))
+    ((seen - image) ** 2).sum().backward()
+    assert torch.equal(rgb.grad == 0, torch.tensor([[True, False, True], [False, False, False]]))
+
+
+def test_runs_saved_before_clipped_level_take_every_channel_as_measured():
+    import yaml
+
+    from divff_nerfstudio.model.divff_model import DivffModelConfig
+
+    text = yaml.dump(DivffModelConfig())
+    assert yaml.load(text, Loader=yaml.Loader).clipped_level == 0.98
+    old = text.replace("clipped_level: 0.98\n", "")
+    assert "clipped_level" not in old and yaml.load(old, Loader=yaml.Loader).clipped_level is None
+
+
 def test_static_levels_fade_in_coarse_to_fine():
     """With 2.5 of 6 levels active the static stream reads levels 0-1 fully, level 2 at half weight
     and nothing finer (so no gradient reaches the fine tables); all levels restore the plain field;

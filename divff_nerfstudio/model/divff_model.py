@@ -40,7 +40,7 @@ from divff_nerfstudio.model import device_preset
 from divff_nerfstudio.model.compositing import STREAMS, composite_weights, render_stream
 from divff_nerfstudio.model.device_preset import Implementation
 from divff_nerfstudio.model.divff_field import DivffField, stream_outputs
-from divff_nerfstudio.model.exposure import ImageExposure
+from divff_nerfstudio.model.exposure import ImageExposure, clip_as_observed
 from divff_nerfstudio.model.language_heads import LanguageHeads, feature_loss
 from divff_nerfstudio.model.proposal_field import WorldAndCameraProposal
 from divff_nerfstudio.model.queries import QueryEncoder
@@ -158,6 +158,12 @@ class DivffModelConfig(ModelConfig):
     AP 36.7 / 32.7 against 27.7 / 25.4; hard seed-22 scene mAP 90.3 / 90.1 against 85.7 / 86.9,
     object AP 59.4 / 49.7 against 33.6 / 32.2 (README, "Measured"). A run from scratch starts it
     from gains read off the frames (--pipeline.datamanager.exposure-estimate)."""
+    clipped_level: Optional[float] = 0.98
+    """Observed colour channels at or above this (or at or below 1 minus it) were clipped by the
+    camera: a render beyond them costs nothing there (None: every channel is taken as measured).
+    Once the per-image exposure brightens a frame, the render of a wall the camera saturated comes
+    out above 1; charged for it, the dynamic streams darken the wall with a copy of it (the hard
+    seed-22 scene clips 12 % of the pixels of its brightest frames, a quarter of their top rows)."""
     geometry_steps: int = 2000
     """Language stage 1: steps of geometry alone (no language heads evaluated)."""
     feature_steps: int = 500
@@ -177,7 +183,7 @@ class DivffModelConfig(ModelConfig):
         self.__dict__.update({**_BEFORE_THE_FIELD, **state})
 
 
-_BEFORE_THE_FIELD: Dict[str, object] = {"image_exposure": False}
+_BEFORE_THE_FIELD: Dict[str, object] = {"image_exposure": False, "clipped_level": None}
 """Fields whose default changed, with the value that runs older than the field trained with."""
 
 
@@ -372,8 +378,9 @@ class DivffModel(Model):
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         image = batch["image"].to(self.device)
         beta = outputs["beta"]
+        rgb = outputs["rgb"] if self.config.clipped_level is None else clip_as_observed(outputs["rgb"], image, self.config.clipped_level)
         loss = {
-            "rgb_loss": ((outputs["rgb"] - image) ** 2 / (2 * beta**2)).mean(),
+            "rgb_loss": ((rgb - image) ** 2 / (2 * beta**2)).mean(),
             "beta_loss": torch.log(beta).mean(),
         }
         for kind, weight in (("clip", self.config.clip_loss_weight), ("video", self.config.video_loss_weight)):

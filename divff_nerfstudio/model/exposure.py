@@ -6,7 +6,9 @@ over the whole view (a ghost of the room in the objects stream); the static stre
 code only reaches the static colour. A per-image affine colour correction of the composite takes
 that change out of every stream; it starts from gains read off the frames before training, since
 learnt from nothing it comes too late to keep the dynamic streams from the room. Renders
-(evaluation, viewer, exports) use none: the scene under its average exposure.
+(evaluation, viewer, exports) use none: the scene under its average exposure. A brightened render
+may exceed what the camera could record, so the colour loss sees it clipped where the frame is
+(clip_as_observed).
 """
 
 from __future__ import annotations
@@ -32,3 +34,9 @@ class ImageExposure(nn.Module):
         correction = self.correction(camera_indices[..., 0])
         return rgb * torch.exp(correction[..., :3]) + correction[..., 3:]
 
+
+def clip_as_observed(rgb: Float[Tensor, "*bs 3"], image: Float[Tensor, "*bs 3"], level: float) -> Float[Tensor, "*bs 3"]:
+    """The render as the camera would have recorded it where the observation is clipped: beyond a
+    clipped channel it equals the observation (no error, no gradient); short of it, unchanged."""
+    high, low = image >= level, image <= 1 - level
+    return torch.where(high, torch.minimum(rgb, image), torch.where(low, torch.maximum(rgb, image), rgb))
