@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Optional, Tuple, Type, Union
+from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import torch
 from jaxtyping import Float
@@ -123,14 +123,15 @@ class DivffDataManager(VanillaDataManager):
 
     def exposure_log_gains(self) -> Float[Tensor, "num_images 3"]:
         """Each training image's colour gains as read off the frames (exposure_estimate.py)."""
-        dataset = self.train_dataset
-        frame_index = [int(f) for f in dataset.metadata["frame_index"]]
-        return estimate_log_gains(FrameImages(dataset), frame_index, self.config.exposure_estimate)
+        return estimate_log_gains(FrameImages(self.train_dataset), self._frame_index(), self.config.exposure_estimate)
 
     def _motion_evidence(self) -> Tensor:
         dataset = self.train_dataset
-        frame_index = [int(f) for f in dataset.metadata["frame_index"]]
-        return motion_evidence(FrameImages(dataset), dataset.cameras, frame_index, self.config.motion_prior)
+        return motion_evidence(FrameImages(dataset), dataset.cameras, self._frame_index(), self.config.motion_prior)
+
+    def _frame_index(self) -> List[int]:
+        """Position of each training image in the video (its neighbours for flow)."""
+        return [int(f) for f in self.train_dataset.metadata["frame_index"]]
 
 
 class FrameImages(Sequence):
