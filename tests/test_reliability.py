@@ -36,6 +36,7 @@ def train_command(scene: Path, out: Path, name: str, *extra: str) -> list:
         "--max-num-iterations", str(STEPS),
         "--steps-per-save", str(SAVE_EVERY),
         "--pipeline.datamanager.train-num-rays-per-batch", "512",
+        "--pipeline.datamanager.change-prior.at-step", "5",  # resumed runs read its evidence from the checkpoint
         "--vis", "tensorboard",
         "--output-dir", str(out),
         "--timestamp", name,

@@ -24,6 +24,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from divff_nerfstudio.data.change_evidence import ChangePriorConfig
 from divff_nerfstudio.data.exposure_estimate import ExposureEstimateConfig, estimate_log_gains
 from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evidence
 from divff_nerfstudio.engine.distributed import main_process_first
@@ -56,6 +57,8 @@ class DivffDataManagerConfig(VanillaDataManagerConfig):
     """(A plain default, so that configs saved before it existed load with it.)"""
     exposure_estimate: ExposureEstimateConfig = ExposureEstimateConfig()  # a plain default, as long_video's
     """Where a run from scratch starts its per-image exposure: gains read off the frames."""
+    change_prior: ChangePriorConfig = ChangePriorConfig()  # a plain default, as long_video's
+    """How the change evidence is read off the model's renders (its weight: --pipeline.model.change-loss-weight)."""
 
 
 class DivffDataManager(VanillaDataManager):

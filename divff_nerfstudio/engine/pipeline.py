@@ -6,9 +6,11 @@ this is nerfstudio's VanillaPipeline; `find_unused_parameters` stays on because 
 parameters (the language heads in the geometry stage, the geometry in the feature stage, the
 proposal network between its updates).
 
-The one thing it adds: a run that starts from scratch starts the model's per-image exposure from
-the gains the data manager reads off the frames (data/exposure_estimate.py), at its first step
-(not when a run is only loaded to view, render or resume). Every process computes the same gains.
+What it adds: a run that starts from scratch starts the model's per-image exposure from the gains
+the data manager reads off the frames (data/exposure_estimate.py), at its first step (not when a
+run is only loaded to view, render or resume); and at the change prior's step, the model's change
+evidence is computed from its own renders (engine/change_prior.py; a run resumed after that step
+has it from its checkpoint). Every process computes the same gains and evidence.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from nerfstudio.models.base_model import Model
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from torch.amp import GradScaler
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from divff_nerfstudio.engine.change_prior import start_change_prior
+from divff_nerfstudio.engine.random_state import fenced_random_states
 
 
 @dataclass
@@ -57,4 +62,15 @@ class DivffPipeline(VanillaPipeline):
             estimate = getattr(self.datamanager.config, "exposure_estimate", None)
             if exposure is not None and estimate is not None and estimate.enabled:
                 exposure.start_from(self.datamanager.exposure_log_gains())
+        self._start_change_prior(step)
         return super().get_train_loss_dict(step)
+
+    def _start_change_prior(self, step: int) -> None:
+        model = self.model
+        prior = getattr(self.datamanager.config, "change_prior", None)
+        weight = getattr(model.config, "change_loss_weight", 0.0)
+        if prior is None or weight <= 0 or step < prior.at_step or getattr(model, "change_evidence", 1) is not None:
+            return
+        dataset = self.datamanager.train_dataset
+        with fenced_random_states():
+            start_change_prior(model, dataset, [int(f) for f in dataset.metadata["frame_index"]], prior)

@@ -34,6 +34,12 @@ class ImageExposure(nn.Module):
         correction = self.correction(camera_indices[..., 0])
         return rgb * torch.exp(correction[..., :3]) + correction[..., 3:]
 
+    @torch.no_grad()
+    def undo(self, image: Float[Tensor, "*bs 3"], index: int) -> Float[Tensor, "*bs 3"]:
+        """A training image brought to the renders' exposure (the inverse of forward)."""
+        correction = self.correction.weight[index].to(image)
+        return (image - correction[3:]) * torch.exp(-correction[:3])
+
 
 def clip_as_observed(rgb: Float[Tensor, "*bs 3"], image: Float[Tensor, "*bs 3"], level: float) -> Float[Tensor, "*bs 3"]:
     """The render as the camera would have recorded it where the observation is clipped: beyond a

@@ -1,0 +1,120 @@
+"""Evidence that a surface the static stream draws is not always there: an object that rests for
+most of the video and is moved once.
+
+Such an object is drawn most cheaply by the static stream: it is there in most frames, and the few
+frames after it moved cost a faint ghost. The annotation (NeuralDiff's split) puts it in the
+objects stream in every frame. The colour loss cannot tell the two apart; time can. Partway through
+training each training frame is rendered (static colour and depth, and the composite's depth). A
+pixel whose observation the static stream reproduces gives a point on the static surface; that
+point is projected into the other frames, where it is visible if the static depth there agrees and
+nothing dynamic stands in front. If, for a run of `min_run` consecutive frames in which it is
+visible, the observation there differs from its own, the surface was gone for a while: the pixel
+gets evidence. Hands passing over a surface are brief; a moved object leaves a long run. Colours
+are compared against a small window (registration errors) and thin responses (edges) are removed
+by a morphological opening. The evidence only ever says "this is dynamic", like the motion prior's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from nerfstudio.cameras.cameras import Cameras
+from rich.progress import track
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ChangePriorConfig:
+    """Where the change evidence is computed from (its loss weight is the model's change_loss_weight)."""
+
+    at_step: int = 1500
+    """Training step at which the evidence is computed from the model's renders (once; a resumed run
+    reads it from its checkpoint)."""
+    scale: float = 0.5
+    """Size of the renders it is computed from, as a fraction of the frames'."""
+    colour_change: float = 0.15
+    """RGB distance (values in [0, 1]) above which a surface point looks different in another frame."""
+    static_agreement: float = 0.15
+    """Largest RGB distance between a pixel's observation and the static render for it to count as
+    the static surface."""
+    depth_tolerance: float = 0.12
+    """Relative distance mismatch up to which a point counts as visible in another frame."""
+    front_margin: float = 0.03
+    """A point is hidden by something dynamic where the composite's depth is this fraction nearer
+    than the static depth (where no dynamic stream has density the two are equal; an object a few
+    centimetres tall resting on the counter is only a few percent nearer than the counter)."""
+    window: int = 2
+    """Half-size of the window (render pixels) searched for the point's own colour in another frame."""
+    min_run: int = 5
+    """Consecutive visible frames that must differ."""
+    max_compared: int = 96
+    """Frames each pixel is compared with, spread over the video (bounds the cost on long videos)."""
+
+
+@dataclass
+class FrameRender:
+    """What the evidence needs of one training frame, at render size."""
+
+    observed: Float[Tensor, "h w 3"]
+    """The frame, brought to the renders' exposure."""
+    static_rgb: Float[Tensor, "h w 3"]
+    static_depth: Float[Tensor, "h w"]
+    """Distance along each ray to the static surface."""
+    dynamic_in_front: Bool[Tensor, "h w"]
+    """The composite's surface is in front of the static one (a hand, a moved object; see front_margin)."""
+    camera: Cameras
+    """The frame's camera at render size (a single camera)."""
+
+
+def _project(points: Float[Tensor, "h w 3"], frame: FrameRender):
+    """Pixel (column, row) of each point in `frame`, its distance from that camera, and whether it
+    falls inside the image in front of the camera."""
+    camera = frame.camera
+    pose = camera.camera_to_worlds.reshape(3, 4)
+    local = (points - pose[:, 3]) @ pose[:, :3]  # OpenGL camera axes: y up, looking down -z
+    z = -local[..., 2]
+    fx, fy, cx, cy = (float(v) for v in (camera.fx, camera.fy, camera.cx, camera.cy))
+    safe = z.clamp(min=1e-6)
+    u = (fx * local[..., 0] / safe + cx).floor().long()
+    v = (-fy * local[..., 1] / safe + cy).floor().long()
+    h, w = frame.static_depth.shape
+    inside = (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    return u.clamp(0, w - 1), v.clamp(0, h - 1), (points - pose[:, 3]).norm(dim=-1), inside
+
+
+def frame_evidence(frame: FrameRender, others: Sequence[FrameRender], config: ChangePriorConfig) -> Bool[Tensor, "h w"]:
+    """Evidence for one frame's pixels, `others` in video order."""
+    rays = frame.camera.generate_rays(camera_indices=0, keep_shape=True)
+    points = rays.origins + rays.directions * frame.static_depth[..., None]
+    h, w = frame.static_depth.shape
+    run = torch.zeros(h, w)
+    longest = torch.zeros(h, w)
+    for other in others:
+        u, v, distance, visible = _project(points, other)
+        visible &= (distance - other.static_depth[v, u]).abs() < config.depth_tolerance * distance
+        visible &= ~other.dynamic_in_front[v, u]
+        oh, ow = other.static_depth.shape
+        nearest = torch.full((h, w), float("inf"))
+        for dv in range(-config.window, config.window + 1):
+            for du in range(-config.window, config.window + 1):
+                seen = other.observed[(v + dv).clamp(0, oh - 1), (u + du).clamp(0, ow - 1)]
+                nearest = torch.minimum(nearest, (seen - frame.observed).norm(dim=-1))
+        changed = visible & (nearest > config.colour_change)
+        run = torch.where(visible, torch.where(changed, run + 1, torch.zeros_like(run)), run)
+        longest = torch.maximum(longest, run)
+    static_here = (frame.observed - frame.static_rgb).norm(dim=-1) <= config.static_agreement
+    evidence = ((longest >= config.min_run) & static_here).float()[None, None]
+    opened = F.max_pool2d(-F.max_pool2d(-evidence, 3, 1, 1), 3, 1, 1)  # erode, then dilate
+    return opened[0, 0] > 0.5
+
+
+def change_evidence(frames: Sequence[FrameRender], frame_index: Sequence[int], config: ChangePriorConfig) -> List[Bool[Tensor, "h w"]]:
+    """Evidence per frame (same order as `frames`); `frame_index` is each frame's place in the video."""
+    order = sorted(range(len(frames)), key=lambda i: frame_index[i])
+    stride = max(1, -(-len(order) // config.max_compared))
+    others = [frames[i] for i in order[::stride]]
+    return [frame_evidence(f, others, config) for f in track(frames, description="change evidence", transient=True)]

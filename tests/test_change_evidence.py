@@ -1,0 +1,92 @@
+"""The change prior: evidence where a static surface was gone for a while, and its place in a run."""
+
+import copy
+import io
+
+import torch
+from nerfstudio.cameras.cameras import Cameras
+
+from dataparsers.epic_diff import EpicDiffDataParserConfig
+from divff_nerfstudio.data.change_evidence import ChangePriorConfig, FrameRender, change_evidence
+
+H, W = 24, 32
+GREY, ORANGE, SKIN = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.9, 0.45, 0.05]), torch.tensor([0.8, 0.6, 0.5])
+OBJECT = (slice(6, 14), slice(4, 12))  # rows, columns
+HAND = (slice(6, 14), slice(18, 26))
+
+
+def a_frame(observed: torch.Tensor, static_rgb: torch.Tensor) -> FrameRender:
+    """One camera looking down -z at a wall at z = -1 (every frame from the same place, so a point
+    lands on its own pixel in every frame)."""
+    camera = Cameras(camera_to_worlds=torch.eye(4)[:3][None], fx=20.0, fy=20.0, cx=W / 2, cy=H / 2, width=W, height=H)
+    rays = camera.generate_rays(camera_indices=0, keep_shape=True)
+    distance = 1.0 / rays.directions[..., 2].abs()
+    return FrameRender(
+        observed=observed,
+        static_rgb=static_rgb,
+        static_depth=distance,
+        dynamic_in_front=torch.zeros(H, W, dtype=torch.bool),
+        camera=camera,
+    )
+
+
+def test_a_surface_gone_for_a_while_is_evidence_a_hand_passing_is_not():
+    """An object rests for 14 frames and is gone for the last 6; the static stream draws it (the
+    cheap answer). A hand covers a patch of wall for 3 frames. Only the resting object, in the
+    frames where the static stream draws it as seen, gets evidence."""
+    static = GREY.expand(H, W, 3).clone()
+    static[OBJECT] = ORANGE
+    frames = []
+    for t in range(20):
+        seen = GREY.expand(H, W, 3).clone()
+        if t < 14:
+            seen[OBJECT] = ORANGE
+        if 5 <= t < 8:
+            seen[HAND] = SKIN
+        frames.append(a_frame(seen, static))
+    evidence = change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=5))
+    assert bool(evidence[0][OBJECT].all()) and bool(evidence[13][OBJECT].all())
+    assert not bool(evidence[16][OBJECT].any())  # gone: the static stream is wrong there, not evidence
+    for t in (0, 6, 16):
+        outside = torch.ones(H, W, dtype=torch.bool)
+        outside[OBJECT] = False
+        assert not bool(evidence[t][outside].any())  # the wall, the hand's patch (brief) included
+    # a run shorter than min_run is not enough
+    assert not any(bool(e.any()) for e in change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=7)))
+
+
+def test_a_run_computes_the_evidence_once_and_keeps_it_in_its_checkpoints(small_scene, tmp_path):
+    from divff_nerfstudio.divff_config import divff_geometry_method
+
+    config = copy.deepcopy(divff_geometry_method.config)
+    config.machine.device_type = "cpu"
+    config.data = config.pipeline.datamanager.data = small_scene
+    config.pipeline.datamanager.dataparser = EpicDiffDataParserConfig(data=small_scene)
+    config.pipeline.datamanager.train_num_rays_per_batch = 256
+    config.pipeline.datamanager.change_prior = ChangePriorConfig(at_step=2)
+    config.output_dir = tmp_path
+    config.vis = "tensorboard"
+    config.set_timestamp()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup(test_mode="test")
+    pipeline, model = trainer.pipeline, trainer.pipeline.model
+    pipeline.get_train_loss_dict(1)
+    assert model.change_evidence is None
+    _, loss, _ = pipeline.get_train_loss_dict(2)
+    frames = len(pipeline.datamanager.train_dataset)
+    assert model.change_evidence is not None and model.change_evidence.shape == (frames, 32, 48)  # half of 96x64
+    computed = model.change_evidence
+    pipeline.get_train_loss_dict(3)
+    assert model.change_evidence is computed  # once
+
+    model.change_evidence = torch.ones_like(computed)  # every pixel: the loss asks for the dynamic streams
+    _, loss, _ = pipeline.get_train_loss_dict(4)
+    assert float(loss["change_loss"]) > 0
+
+    buffer = io.BytesIO()
+    torch.save(pipeline.state_dict(), buffer)
+    buffer.seek(0)
+    model.change_evidence = None
+    pipeline.load_state_dict(torch.load(buffer, weights_only=True))  # as a resumed run reads its checkpoint
+    assert model.change_evidence is not None and bool(model.change_evidence.all())
+    assert model.change_frame_size == (64, 96)
