@@ -126,13 +126,13 @@ class DivffDataManager(VanillaDataManager):
 
     def exposure_log_gains(self) -> Float[Tensor, "num_images 3"]:
         """Each training image's colour gains as read off the frames (exposure_estimate.py)."""
-        return estimate_log_gains(FrameImages(self.train_dataset), self._frame_index(), self.config.exposure_estimate)
+        return estimate_log_gains(FrameImages(self.train_dataset), self.frame_index(), self.config.exposure_estimate)
 
     def _motion_evidence(self) -> Tensor:
         dataset = self.train_dataset
-        return motion_evidence(FrameImages(dataset), dataset.cameras, self._frame_index(), self.config.motion_prior)
+        return motion_evidence(FrameImages(dataset), dataset.cameras, self.frame_index(), self.config.motion_prior)
 
-    def _frame_index(self) -> List[int]:
+    def frame_index(self) -> List[int]:
         """Position of each training image in the video (its neighbours for flow)."""
         return [int(f) for f in self.train_dataset.metadata["frame_index"]]
 

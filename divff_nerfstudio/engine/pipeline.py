@@ -71,6 +71,5 @@ class DivffPipeline(VanillaPipeline):
         weight = getattr(model.config, "change_loss_weight", 0.0)
         if prior is None or weight <= 0 or step < prior.at_step or getattr(model, "change_evidence", 1) is not None:
             return
-        dataset = self.datamanager.train_dataset
         with fenced_random_states():
-            start_change_prior(model, dataset, [int(f) for f in dataset.metadata["frame_index"]], prior)
+            start_change_prior(model, self.datamanager.train_dataset, self.datamanager.frame_index(), prior)

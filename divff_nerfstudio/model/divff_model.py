@@ -408,12 +408,13 @@ class DivffModel(Model):
                 loss[f"{kind}_loss"] = weight * feature_loss(outputs[kind], batch[kind].to(self.device))
         if self.training and "dino" in outputs and "dino" in batch:
             loss["dino_loss"] = self.config.dino_loss_weight * ((outputs["dino"] - batch["dino"].to(self.device)) ** 2).mean()
-        if self.training and "motion" in batch:
+        if self.training:
+            # both priors: evidence that a pixel is dynamic asks for the dynamic streams' share there
             missing = (1 - outputs["dynamic_mask"]) ** 2
-            loss["motion_loss"] = self.config.motion_loss_weight * (batch["motion"].to(self.device) * missing).mean()
-        if self.training and self.change_evidence is not None and self.config.change_loss_weight > 0:
-            missing = (1 - outputs["dynamic_mask"]) ** 2
-            loss["change_loss"] = self.config.change_loss_weight * (self._change_evidence_of(batch["indices"]) * missing).mean()
+            if "motion" in batch:
+                loss["motion_loss"] = self.config.motion_loss_weight * (batch["motion"].to(self.device) * missing).mean()
+            if self.change_evidence is not None and self.config.change_loss_weight > 0:
+                loss["change_loss"] = self.config.change_loss_weight * (self._change_evidence_of(batch["indices"]) * missing).mean()
         if self.training:
             loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
             if self.config.opacity_entropy_weight > 0:
