@@ -75,7 +75,8 @@ def _project(points: Float[Tensor, "h w 3"], frame: FrameRender):
     falls inside the image in front of the camera."""
     camera = frame.camera
     pose = camera.camera_to_worlds.reshape(3, 4)
-    local = (points - pose[:, 3]) @ pose[:, :3]  # OpenGL camera axes: y up, looking down -z
+    offset = points - pose[:, 3]
+    local = offset @ pose[:, :3]  # OpenGL camera axes: y up, looking down -z
     z = -local[..., 2]
     fx, fy, cx, cy = (float(v) for v in (camera.fx, camera.fy, camera.cx, camera.cy))
     safe = z.clamp(min=1e-6)
@@ -83,7 +84,7 @@ def _project(points: Float[Tensor, "h w 3"], frame: FrameRender):
     v = (-fy * local[..., 1] / safe + cy).floor().long()
     h, w = frame.static_depth.shape
     inside = (z > 1e-3) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    return u.clamp(0, w - 1), v.clamp(0, h - 1), (points - pose[:, 3]).norm(dim=-1), inside
+    return u.clamp(0, w - 1), v.clamp(0, h - 1), offset.norm(dim=-1), inside
 
 
 def frame_evidence(frame: FrameRender, others: Sequence[FrameRender], config: ChangePriorConfig) -> Bool[Tensor, "h w"]:

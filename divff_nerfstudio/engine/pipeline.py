@@ -69,7 +69,7 @@ class DivffPipeline(VanillaPipeline):
         model = self.model
         prior = getattr(self.datamanager.config, "change_prior", None)
         weight = getattr(model.config, "change_loss_weight", 0.0)
-        if prior is None or weight <= 0 or step < prior.at_step or getattr(model, "change_evidence", 1) is not None:
+        if prior is None or weight <= 0 or step < prior.at_step or model.change_evidence is not None:
             return
         with fenced_random_states():
             start_change_prior(model, self.datamanager.train_dataset, self.datamanager.frame_index(), prior)
