@@ -225,6 +225,27 @@ def test_typing_applies_the_query_once_it_pauses():
     assert applied[1:] == [("knife", panel.negatives, "clip", "actor")]
 
 
+def test_a_dropped_rerender_request_is_sent_again():
+    """nerfstudio's render thread can drop a rerender request (viewer_query's docstring): the panel
+    sends it again until the model reports a render, and stops there."""
+    import time
+    from types import SimpleNamespace
+
+    from divff_nerfstudio.model.viewer_query import RERENDER_WAIT_S, QueryPanel
+
+    panel, requests = QueryPanel(lambda *values: None), []
+
+    def trigger() -> None:  # the first request is dropped, the second starts a render
+        requests.append(time.time())
+        if len(requests) == 2:
+            panel.rendered()
+
+    panel._viewer = SimpleNamespace(train_lock=None, _trigger_rerender=trigger)
+    panel.edit(text="hand")
+    time.sleep(RERENDER_WAIT_S * 4)
+    assert len(requests) == 2
+
+
 def test_region_targets_have_their_own_cache(small_scene, test_clip, tmp_path):
     """Regions on: the CLIP targets are extracted again into a folder whose manifest records the
     region settings; the pyramid-only cache keeps its fingerprint (turning regions off reuses it)."""

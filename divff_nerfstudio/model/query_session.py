@@ -86,6 +86,7 @@ class QuerySession(nn.Module):
 
     def cached_render(self, key: Optional[tuple], render: Callable[[], Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """The outputs of `render()`, or of a kept render with the same key (None: never kept)."""
+        self.panel.rendered()
         if key is not None and key in self._renders:
             self._renders.move_to_end(key)
             return dict(self._renders[key])  # same view, size and weights: only the query changed

@@ -5,6 +5,11 @@ uses that, not ViewerElements: those land in the "Custom Elements" folder below 
 control, out of sight, and their hooks fire on every keystroke. Here the query sits above the
 viewer's tabs, typing applies once it pauses, and a new browser starts at the first training view
 rather than at nerfstudio's default camera, from where no training frustum was in sight.
+
+nerfstudio's render thread (RenderStateMachine.run) reads its next action and empties that slot in two
+steps, and every 0.2 s while idle it writes one there itself: a rerender request that lands in between
+is dropped, and the old image stays up until the camera moves. Under load that happens often enough to
+be seen, so the panel re-sends a request for a new query or time until a render has started.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ if TYPE_CHECKING:
 
 TYPING_PAUSE_S = 0.6
 """A query is applied this long after the last keystroke: "h", "ha", "han" never reach a render."""
+RERENDER_WAIT_S = 1.0
+"""How long a rerender request may go unanswered before it is sent again; the viewer starts a
+render within its 0.2 s polling period of a request it kept."""
+RERENDER_TRIES = 5
 
 
 class QueryPanel(ViewerControl):
@@ -40,6 +49,8 @@ class QueryPanel(ViewerControl):
         self._typing: Optional[threading.Timer] = None
         self._lock = threading.Lock()
         self._viewer: Optional[Viewer] = None
+        self._renders = 0
+        self._rendered = threading.Condition()
 
     def edit(self, text: Optional[str] = None, negatives: Optional[str] = None, kind: Optional[str] = None, stream: Optional[str] = None) -> None:
         """Applies the given values now; negatives still at one embedding's defaults follow a change
@@ -75,7 +86,31 @@ class QueryPanel(ViewerControl):
             return
         with viewer.train_lock if viewer.train_lock is not None else contextlib.nullcontext():
             self._on_change(self.text, self.negatives, self.kind, self.stream)
-        viewer._trigger_rerender()  # what nerfstudio does after its own elements' hooks
+        self.rerender()
+
+    def rendered(self) -> None:
+        """The model calls this as each render starts."""
+        with self._rendered:
+            self._renders += 1
+            self._rendered.notify_all()
+
+    def rerender(self) -> None:
+        """What nerfstudio does after its own elements' hooks, re-sent from a background thread
+        until a render has started (see the module's docstring)."""
+        viewer = self._viewer
+        if viewer is None:
+            return
+        with self._rendered:
+            before = self._renders
+
+        def until_rendered() -> None:
+            for _ in range(RERENDER_TRIES):
+                viewer._trigger_rerender()
+                with self._rendered:
+                    if self._rendered.wait_for(lambda: self._renders > before, timeout=RERENDER_WAIT_S):
+                        return
+
+        threading.Thread(target=until_rendered, daemon=True).start()
 
     def _setup(self, viewer: Viewer) -> None:
         super()._setup(viewer)
@@ -95,6 +130,7 @@ class QueryPanel(ViewerControl):
             negatives.value = self.negatives
 
         kind.on_update(kind_changed)
+        viewer.control_panel._time.gui_handle.on_update(lambda _: self.rerender())  # nerfstudio's own request may be dropped
         cameras = viewer.pipeline.datamanager.train_dataset.cameras
         viewer.viser_server.on_client_connect(lambda client: open_at(client, cameras[0:1]))
 
