@@ -251,6 +251,42 @@ def test_region_targets_are_sharp_at_region_boundaries():
     assert (pyramid[4, 4] - pyramid[4, 0]).abs().max() > 0.05
 
 
+def test_pooled_region_targets_keep_the_pyramid_content_inside_the_region_edges():
+    """Pooling the pyramid over regions (no CLIP calls of its own): a small square whose pyramid
+    embedding bleeds into its surroundings gets one embedding inside and none of it outside, and
+    a cell far from the square keeps the background's."""
+    from divff_nerfstudio.language.region_targets import RegionTargetsConfig, pooled_targets
+
+    image = torch.zeros(3, 64, 96)
+    image[2] = 1.0
+    image[:, 24:40, 40:56] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # a red square on blue
+    config = PatchPyramidConfig(patch_fractions=(0.4,), grid_stride=4)
+    pyramid = pyramid_targets(image, _mean_colour_encoder, config)
+    pooled = pooled_targets(pyramid, RegionTargetsConfig(method="felzenszwalb").propose(image))
+    assert pooled.shape == pyramid.shape == (16, 24, 3)
+    # the cells two above the square (the edge's blurred pixels form strips of their own)
+    assert pyramid[4, 8:16, 0].max() > 0.1, "red bleeds into the pyramid there"
+    torch.testing.assert_close(pooled[4, 8:16], pooled[0, 0].expand(8, 3), msg="the blue region shares one embedding")
+    torch.testing.assert_close(pooled[7, 11], pooled[8, 12])  # inside the square: one embedding
+    assert pooled[7, 11, 0] > pooled[4, 11, 0] + 0.2 and pooled[0, 0].argmax() == 2
+
+
+def test_runs_saved_before_region_pooling_load_with_the_targets_they_trained_on():
+    """Region targets are on by default and pool the pyramid; a config.yml saved before `regions`
+    existed trained on the pyramid alone, one saved before `embed` existed on region crops."""
+    import yaml
+
+    from divff_nerfstudio.language.region_targets import RegionTargetsConfig
+    from divff_nerfstudio.language.spec import LanguageTargetsConfig
+
+    assert (LanguageTargetsConfig().regions.method, LanguageTargetsConfig().regions.embed) == ("felzenszwalb", "pool")
+    before_regions = LanguageTargetsConfig.__new__(LanguageTargetsConfig)
+    before_regions.__setstate__({k: v for k, v in LanguageTargetsConfig().__dict__.items() if k != "regions"})
+    assert before_regions.regions.method == "none"
+    text = yaml.dump(RegionTargetsConfig(method="slic")).replace("embed: pool\n", "")
+    assert "embed" not in text and yaml.load(text, Loader=yaml.Loader).embed == "crops"
+
+
 @pytest.mark.parametrize("method", ["felzenszwalb", "slic"])
 def test_region_proposals_follow_object_boundaries(small_scene, method):
     """On the generated test frames, the regions lying mostly inside an object (or the actor)

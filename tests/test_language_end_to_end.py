@@ -261,13 +261,13 @@ def test_region_targets_have_their_own_cache(small_scene, test_clip, tmp_path):
         config = DivffDataManagerConfig(data=small_scene, dataparser=EpicDiffDataParserConfig(data=small_scene), language=language)
         return config.setup(device="cpu", test_mode="val").targets
 
-    plain = targets(RegionTargetsConfig())
+    plain = targets(RegionTargetsConfig(method="none"))
     regional = targets(RegionTargetsConfig(method="slic"))
     assert plain.folders["clip"] != regional.folders["clip"]
     assert json.loads((regional.folders["clip"] / "manifest.json").read_text())["regions"]["method"] == "slic"
     assert "regions" not in json.loads((plain.folders["clip"] / "manifest.json").read_text())
     assert regional.grids["clip"].shape == plain.grids["clip"].shape and not torch.equal(regional.grids["clip"], plain.grids["clip"])
-    assert targets(RegionTargetsConfig()).folders["clip"] == plain.folders["clip"]
+    assert targets(RegionTargetsConfig(method="none")).folders["clip"] == plain.folders["clip"]
 
 
 def test_a_long_video_holds_a_subset_of_frames_and_their_targets(small_scene, test_clip, tmp_path):

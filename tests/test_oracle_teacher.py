@@ -98,9 +98,9 @@ def test_oracle_cells_are_finer_than_the_clip_pyramid_and_old_runs_keep_theirs()
 
     from divff_nerfstudio.language.spec import LanguageTargetsConfig
 
-    assert LanguageTargetsConfig().grid_shape(128, 228) == (16, 29)
+    assert LanguageTargetsConfig().grid_shape(128, 228) == (32, 57)
     assert LanguageTargetsConfig(oracle=True).grid_shape(128, 228) == (64, 114)
     text = yaml.dump(LanguageTargetsConfig(oracle=True))
     assert yaml.load(text, Loader=yaml.Loader).grid_shape(128, 228) == (64, 114)
     old = text.replace("oracle_grid_stride: 2\n", "")
-    assert "oracle_grid_stride" not in old and yaml.load(old, Loader=yaml.Loader).grid_shape(128, 228) == (16, 29)
+    assert "oracle_grid_stride" not in old and yaml.load(old, Loader=yaml.Loader).grid_shape(128, 228) == (32, 57)

@@ -33,8 +33,11 @@ class PatchPyramidConfig:
     """Smallest crop side: below this a crop no longer shows a whole object, only colour."""
     overlap: float = 0.25
     """Fraction by which neighbouring crops of one scale overlap."""
-    grid_stride: int = 8
-    """Pixels per cell of the stored target grid."""
+    grid_stride: int = 4
+    """Pixels per cell of the stored target grid. 4, not 8: objects span 10-25 pixels, and region
+    targets (on by default) keep their edges only on a grid finer than that (teacher object mIoU on
+    four fresh scenes, Felzenszwalb-pooled: 43.0 with 8 pixels, 55.0 with 4). Costs 4x the cache:
+    about 1.9 MB per 228x128 frame and kind for a 512-d CLIP."""
 
     def identity(self) -> Dict[str, object]:
         return {

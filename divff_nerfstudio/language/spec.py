@@ -41,8 +41,11 @@ class LanguageTargetsConfig:
     8 pixels, 89.6 with 4, 95.8 with 2); 2 costs 1.4 GB of grids for 120 frames of 228x128."""
 
     def __setstate__(self, state: Dict[str, object]) -> None:
-        """A run saved before `oracle_grid_stride` existed trained its oracle on the pyramid's grid."""
+        """A run saved before `oracle_grid_stride` existed trained its oracle on the pyramid's grid;
+        one saved before `regions` existed used the pyramid alone."""
         self.__dict__.update(state)
+        if "regions" not in state:
+            self.regions = RegionTargetsConfig(method="none")
         if "oracle_grid_stride" not in state and "pyramid" in state:
             self.oracle_grid_stride = self.pyramid.grid_stride
 

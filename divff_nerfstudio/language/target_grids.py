@@ -24,7 +24,7 @@ from divff_nerfstudio.language.dino_targets import DinoExtractor
 from divff_nerfstudio.language.feature_cache import CachedFrames, FeatureCache, cached_grids
 from divff_nerfstudio.language.oracle_targets import OracleTargets
 from divff_nerfstudio.language.pyramid_targets import pyramid_targets
-from divff_nerfstudio.language.region_targets import region_targets
+from divff_nerfstudio.language.region_targets import pooled_targets, region_targets
 from divff_nerfstudio.language.spec import LanguageSpec, LanguageTargetsConfig
 from divff_nerfstudio.utils.digests import file_digest
 
@@ -83,7 +83,9 @@ class TargetExtraction:
                 self._encoder = ClipEncoder(self.config.clip)
             image = self._image(i)
             grid = pyramid_targets(image, self._encoder.encode_images, pyramid)
-            if regions.enabled:
+            if regions.enabled and regions.embed == "pool":
+                grid = pooled_targets(grid, regions.propose(image))
+            elif regions.enabled:
                 by_region = region_targets(image, self._encoder.encode_images, regions, self.grid)
                 grid = nn.functional.normalize((1 - regions.weight) * grid + regions.weight * by_region, dim=-1)
             return grid
