@@ -262,8 +262,10 @@ def test_pooled_region_targets_keep_the_pyramid_content_inside_the_region_edges(
     image[:, 24:40, 40:56] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # a red square on blue
     config = PatchPyramidConfig(patch_fractions=(0.4,), grid_stride=4)
     pyramid = pyramid_targets(image, _mean_colour_encoder, config)
-    pooled = pooled_targets(pyramid, RegionTargetsConfig(method="felzenszwalb").propose(image))
+    labels = RegionTargetsConfig(method="felzenszwalb").propose(image)
+    pooled = pooled_targets(pyramid, labels)
     assert pooled.shape == pyramid.shape == (16, 24, 3)
+    torch.testing.assert_close(pooled_targets(pyramid, labels, channels=2), pooled)  # in blocks of channels: the same
     # the cells two above the square (the edge's blurred pixels form strips of their own)
     assert pyramid[4, 8:16, 0].max() > 0.1, "red bleeds into the pyramid there"
     torch.testing.assert_close(pooled[4, 8:16], pooled[0, 0].expand(8, 3), msg="the blue region shares one embedding")

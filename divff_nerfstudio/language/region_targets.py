@@ -96,15 +96,22 @@ def region_targets(
 
 
 def pooled_targets(
-    pyramid: Float[Tensor, "gh gw d"], labels: Int[np.ndarray, "h w"]
+    pyramid: Float[Tensor, "gh gw d"], labels: Int[np.ndarray, "h w"], channels: int = 64
 ) -> Float[Tensor, "gh gw d"]:
     """The pyramid's targets averaged over each region, on the pyramid's own grid (unit length).
     The pyramid is read at every pixel (bilinear, as training reads it), so a region smaller than a
-    cell still gets the embedding around it rather than a neighbour's."""
+    cell still gets the embedding around it rather than a neighbour's. Per block of `channels`: a
+    512-d embedding at every pixel of a large frame would not fit in memory."""
     h, w = labels.shape
     gh, gw, d = pyramid.shape
-    pixels = nn.functional.interpolate(pyramid.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear", align_corners=False)
     flat = torch.from_numpy(labels).long().reshape(-1)
-    sums = torch.zeros(int(flat.max()) + 1, d).index_add_(0, flat, pixels[0].reshape(d, -1).T)
-    regions = nn.functional.normalize(sums, dim=-1)[flat].T.reshape(1, d, h, w)
-    return nn.functional.normalize(nn.functional.adaptive_avg_pool2d(regions, (gh, gw))[0].permute(1, 2, 0), dim=-1)
+    count = int(flat.max()) + 1
+
+    def at_pixels(block: Tensor) -> Float[Tensor, "c h w"]:
+        return nn.functional.interpolate(block.permute(2, 0, 1)[None].float(), size=(h, w), mode="bilinear", align_corners=False)[0]
+
+    blocks = range(0, d, channels)
+    sums = torch.cat([torch.zeros(count, min(channels, d - c)).index_add_(0, flat, at_pixels(pyramid[..., c : c + channels]).reshape(-1, h * w).T) for c in blocks], dim=1)
+    regions = nn.functional.normalize(sums, dim=-1)
+    cells = [nn.functional.adaptive_avg_pool2d(regions[flat, c : c + channels].T.reshape(1, -1, h, w), (gh, gw))[0] for c in blocks]
+    return nn.functional.normalize(torch.cat(cells).permute(1, 2, 0), dim=-1)
