@@ -133,8 +133,9 @@ def test_two_processes_average_gradients_and_save_one_checkpoint(scene_copy, tes
                 torch.testing.assert_close(done["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"step {step}: grad of {name}: {m}")
             for name, value in reference["params"].items():
                 # Adam's early steps move by about the learning rate (1e-2) whatever the gradient's size, so
-                # rounding in a near-zero gradient moves a hash entry by up to ~0.5 % of a step (measured)
-                torch.testing.assert_close(done["params"][name], value, rtol=1e-4, atol=1e-4, msg=lambda m: f"step {step}: {name}: {m}")
+                # rounding in a near-zero gradient moves a hash entry by a small part of a step (measured: up
+                # to 0.5 %, and 1.7 % for one of 3.1 M entries once the targets were pooled over regions)
+                torch.testing.assert_close(done["params"][name], value, rtol=1e-4, atol=5e-4, msg=lambda m: f"step {step}: {name}: {m}")
         used[step] = {n.split(".")[0] for n in reference["grads"]}
     # the stages each train other parts of the model, which is what DDP has to put up with
     assert "language" not in used[0] and "field" in used[0]
