@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from divff_nerfstudio.language.pyramid_targets import PatchPyramidConfig
+from divff_nerfstudio.synthetic.camera_effects import CameraResponse
 from divff_nerfstudio.synthetic.raycast import Intrinsics, render_frame
 from divff_nerfstudio.synthetic.scene import COLOURS, SHAPES, KitchenClip, MovableObject
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID, COUNTER_TOP
@@ -104,14 +106,28 @@ WINDOW_MIN_SHARE = 0.35
 
 
 def frame_crops(
-    clip: KitchenClip, frame: int, intr: Intrinsics, rng: np.random.Generator, size: int = 32, per_thing: int = 3, windows: int = 0
+    clip: KitchenClip,
+    frame: int,
+    intr: Intrinsics,
+    rng: np.random.Generator,
+    size: int = 32,
+    per_thing: int = 3,
+    windows: int = 0,
+    camera: Optional[Tuple[CameraResponse, int]] = None,
 ) -> Iterator[Crop]:
     """Crops of one rendered frame: each visible object (several margins), the actor, background;
     then `windows` squares at random places with the patch pyramid's sizes. The teacher embeds
     such windows, which cut objects off-centre and show their neighbours; trained only on centred
-    crops, the CLIP met them first as a teacher."""
+    crops, the CLIP met them first as a teacher. `camera`: the frame as that camera records it
+    (its effects, then JPEG at the given quality; 0: none)."""
     render = render_frame(clip, frame, intr, supersample=1, labels=True)
     rgb, ids, depth = render.rgb, render.labels, render.depth
+    if camera is not None:
+        response, quality = camera
+        rgb = response.apply(rgb, frame, render.pixel_depth(), render.actor_coverage, intr.K, clip.c2w)
+        if quality > 0:
+            encoded = cv2.imencode(".jpg", np.round(rgb[..., ::-1] * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+            rgb = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
     h, w = ids.shape
     carried = clip.carried(frame)
 
@@ -173,15 +189,23 @@ def generate_crops(
     num_objects: int = 8,
     intr: Intrinsics | None = None,
     windows: int = 0,
+    hard_share: float = 0.0,
 ) -> List[Crop]:
-    """Crops from clips with `num_objects` objects each (never an excluded label), a few frames per clip."""
+    """Crops from clips with `num_objects` objects each (never an excluded label), a few frames per
+    clip; about `hard_share` of the clips look like divff-make-scene's hard preset (printed objects,
+    speckled surfaces, the camera's drift, blur, noise and JPEG)."""
     from divff_nerfstudio.synthetic.epic_writer import SceneConfig
 
     intr = intr or SceneConfig().intrinsics()
+    hard = SceneConfig.hard()
     crops: List[Crop] = []
     for seed in seeds:
         rng = np.random.default_rng(10_000 + seed)
-        clip = KitchenClip(seed, num_frames=40, num_objects=num_objects, exclude=exclude)
+        if np.random.default_rng([10_000 + seed, 5]).random() < hard_share:  # own draw: clean clips stay as they were
+            clip = KitchenClip(seed, 40, num_objects, exclude, texture_detail=hard.texture_detail, motion=hard.motion)
+            camera: Optional[Tuple[CameraResponse, int]] = (CameraResponse(hard.camera, 40, seed), hard.camera.jpeg_quality)
+        else:
+            clip, camera = KitchenClip(seed, num_frames=40, num_objects=num_objects, exclude=exclude), None
         for frame in rng.choice(40, size=frames_per_clip, replace=False):
-            crops.extend(frame_crops(clip, int(frame), intr, rng, size, windows=windows))
+            crops.extend(frame_crops(clip, int(frame), intr, rng, size, windows=windows, camera=camera))
     return crops
