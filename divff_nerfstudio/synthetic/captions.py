@@ -113,18 +113,18 @@ def frame_crops(
     size: int = 32,
     per_thing: int = 3,
     windows: int = 0,
-    camera: Optional[Tuple[CameraResponse, int]] = None,
+    camera: Optional[CameraResponse] = None,
 ) -> Iterator[Crop]:
     """Crops of one rendered frame: each visible object (several margins), the actor, background;
     then `windows` squares at random places with the patch pyramid's sizes. The teacher embeds
     such windows, which cut objects off-centre and show their neighbours; trained only on centred
     crops, the CLIP met them first as a teacher. `camera`: the frame as that camera records it
-    (its effects, then JPEG at the given quality; 0: none)."""
+    (its effects, then JPEG at its quality, if any)."""
     render = render_frame(clip, frame, intr, supersample=1, labels=True)
     rgb, ids, depth = render.rgb, render.labels, render.depth
     if camera is not None:
-        response, quality = camera
-        rgb = response.apply(rgb, frame, render.pixel_depth(), render.actor_coverage, intr.K, clip.c2w)
+        rgb = camera.apply(rgb, frame, render.pixel_depth(), render.actor_coverage, intr.K, clip.c2w)
+        quality = camera.effects.jpeg_quality
         if quality > 0:
             encoded = cv2.imencode(".jpg", np.round(rgb[..., ::-1] * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
             rgb = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
@@ -203,7 +203,7 @@ def generate_crops(
         rng = np.random.default_rng(10_000 + seed)
         if np.random.default_rng([10_000 + seed, 5]).random() < hard_share:  # own draw: clean clips stay as they were
             clip = KitchenClip(seed, 40, num_objects, exclude, texture_detail=hard.texture_detail, motion=hard.motion)
-            camera: Optional[Tuple[CameraResponse, int]] = (CameraResponse(hard.camera, 40, seed), hard.camera.jpeg_quality)
+            camera: Optional[CameraResponse] = CameraResponse(hard.camera, 40, seed)
         else:
             clip, camera = KitchenClip(seed, num_frames=40, num_objects=num_objects, exclude=exclude), None
         for frame in rng.choice(40, size=frames_per_clip, replace=False):
