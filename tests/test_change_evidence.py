@@ -1,4 +1,5 @@
-"""The change prior: evidence where a static surface was gone for a while, and its place in a run."""
+"""The change prior: evidence where a static surface was gone for a while, and its place in a run
+(with the arm prior, read off the same renders)."""
 
 import copy
 import io
@@ -27,6 +28,7 @@ def a_frame(observed: torch.Tensor, static_rgb: torch.Tensor) -> FrameRender:
         static_depth=distance,
         dynamic_in_front=torch.zeros(H, W, dtype=torch.bool),
         camera=camera,
+        dynamic_share=torch.zeros(H, W),
     )
 
 
@@ -55,7 +57,9 @@ def test_a_surface_gone_for_a_while_is_evidence_a_hand_passing_is_not():
     assert not any(bool(e.any()) for e in change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=7)))
 
 
-def test_a_run_computes_the_evidence_once_and_keeps_it_in_its_checkpoints(small_scene, tmp_path):
+def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_checkpoints(small_scene, tmp_path):
+    """Both priors are read off the same renders, at the change prior's step (their weights are on
+    by default); the arm prior's evidence is tested in test_arm_evidence.py."""
     from divff_nerfstudio.divff_config import divff_geometry_method
 
     config = copy.deepcopy(divff_geometry_method.config)
@@ -71,22 +75,26 @@ def test_a_run_computes_the_evidence_once_and_keeps_it_in_its_checkpoints(small_
     trainer.setup(test_mode="test")
     pipeline, model = trainer.pipeline, trainer.pipeline.model
     pipeline.get_train_loss_dict(1)
-    assert model.change_evidence is None
+    assert model.change_evidence is None and model.arm_evidence is None
     _, loss, _ = pipeline.get_train_loss_dict(2)
     frames = len(pipeline.datamanager.train_dataset)
-    assert model.change_evidence is not None and model.change_evidence.shape == (frames, 32, 48)  # half of 96x64
+    for evidence in (model.change_evidence, model.arm_evidence):
+        assert evidence is not None and evidence.shape == (frames, 32, 48)  # half of 96x64
     computed = model.change_evidence
     pipeline.get_train_loss_dict(3)
     assert model.change_evidence is computed  # once
 
-    model.change_evidence = torch.ones_like(computed)  # every pixel: the loss asks for the dynamic streams
+    # every pixel: the losses ask for the dynamic streams, and for the actor
+    model.change_evidence = torch.ones_like(computed)
+    model.arm_evidence = torch.ones_like(computed)
     _, loss, _ = pipeline.get_train_loss_dict(4)
-    assert float(loss["change_loss"]) > 0
+    assert float(loss["change_loss"].detach()) > 0 and float(loss["arm_loss"].detach()) > 0
 
     buffer = io.BytesIO()
     torch.save(pipeline.state_dict(), buffer)
     buffer.seek(0)
-    model.change_evidence = None
+    model.change_evidence = model.arm_evidence = None
     pipeline.load_state_dict(torch.load(buffer, weights_only=True))  # as a resumed run reads its checkpoint
-    assert model.change_evidence is not None and bool(model.change_evidence.all())
-    assert model.change_frame_size == (64, 96)
+    for evidence in (model.change_evidence, model.arm_evidence):
+        assert evidence is not None and bool(evidence.all())
+    assert model.evidence_frame_size == (64, 96)

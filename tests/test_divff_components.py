@@ -203,18 +203,18 @@ def test_a_render_beyond_a_clipped_channel_costs_nothing():
     assert torch.equal(rgb.grad == 0, torch.tensor([[True, False, True], [False, False, False]]))
 
 
-def test_runs_saved_before_clipped_level_or_the_change_prior_load_as_they_trained():
+def test_runs_saved_before_clipped_level_or_the_change_and_arm_priors_load_as_they_trained():
     import yaml
 
     from divff_nerfstudio.model.divff_model import DivffModelConfig
 
     text = yaml.dump(DivffModelConfig())
     loaded = yaml.load(text, Loader=yaml.Loader)
-    assert loaded.clipped_level == 0.98 and loaded.change_loss_weight == 10.0
-    old = text.replace("clipped_level: 0.98\n", "").replace("change_loss_weight: 10.0\n", "")
-    assert "clipped_level" not in old and "change_loss_weight" not in old
+    assert loaded.clipped_level == 0.98 and loaded.change_loss_weight == 10.0 and loaded.arm_loss_weight == 10.0
+    old = text.replace("clipped_level: 0.98\n", "").replace("change_loss_weight: 10.0\n", "").replace("arm_loss_weight: 10.0\n", "")
+    assert "clipped_level" not in old and "change_loss_weight" not in old and "arm_loss_weight" not in old
     loaded = yaml.load(old, Loader=yaml.Loader)
-    assert loaded.clipped_level is None and loaded.change_loss_weight == 0.0
+    assert loaded.clipped_level is None and loaded.change_loss_weight == 0.0 and loaded.arm_loss_weight == 0.0
 
 
 def test_static_levels_fade_in_coarse_to_fine():

@@ -57,7 +57,7 @@ class ChangePriorConfig:
 
 @dataclass
 class FrameRender:
-    """What the evidence needs of one training frame, at render size."""
+    """What the evidence (this and the arm prior's) needs of one training frame, at render size."""
 
     observed: Float[Tensor, "h w 3"]
     """The frame, brought to the renders' exposure."""
@@ -68,6 +68,8 @@ class FrameRender:
     """The composite's surface is in front of the static one (a hand, a moved object; see front_margin)."""
     camera: Cameras
     """The frame's camera at render size (a single camera)."""
+    dynamic_share: Float[Tensor, "h w"]
+    """The objects' and the actor's share of the composite (read by the arm prior)."""
 
 
 def _project(points: Float[Tensor, "h w 3"], frame: FrameRender):

@@ -24,6 +24,7 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from divff_nerfstudio.data.arm_evidence import ArmPriorConfig
 from divff_nerfstudio.data.change_evidence import ChangePriorConfig
 from divff_nerfstudio.data.exposure_estimate import ExposureEstimateConfig, estimate_log_gains
 from divff_nerfstudio.data.motion_evidence import MotionPriorConfig, motion_evidence
@@ -59,6 +60,8 @@ class DivffDataManagerConfig(VanillaDataManagerConfig):
     """Where a run from scratch starts its per-image exposure: gains read off the frames."""
     change_prior: ChangePriorConfig = ChangePriorConfig()  # a plain default, as long_video's
     """How the change evidence is read off the model's renders (its weight: --pipeline.model.change-loss-weight)."""
+    arm_prior: ArmPriorConfig = ArmPriorConfig()  # a plain default, as long_video's
+    """How the arm evidence is read off the same renders (its weight: --pipeline.model.arm-loss-weight)."""
 
 
 class DivffDataManager(VanillaDataManager):

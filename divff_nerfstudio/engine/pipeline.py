@@ -9,8 +9,8 @@ proposal network between its updates).
 What it adds: a run that starts from scratch starts the model's per-image exposure from the gains
 the data manager reads off the frames (data/exposure_estimate.py), at its first step (not when a
 run is only loaded to view, render or resume); and at the change prior's step, the model's change
-evidence is computed from its own renders (engine/change_prior.py; a run resumed after that step
-has it from its checkpoint). Every process computes the same gains and evidence.
+and arm evidence is computed from its own renders (engine/render_priors.py; a run resumed after
+that step has it from its checkpoint). Every process computes the same gains and evidence.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineC
 from torch.amp import GradScaler
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from divff_nerfstudio.engine.change_prior import start_change_prior
 from divff_nerfstudio.engine.random_state import fenced_random_states
+from divff_nerfstudio.engine.render_priors import start_render_priors
 
 
 @dataclass
@@ -62,14 +62,18 @@ class DivffPipeline(VanillaPipeline):
             estimate = getattr(self.datamanager.config, "exposure_estimate", None)
             if exposure is not None and estimate is not None and estimate.enabled:
                 exposure.start_from(self.datamanager.exposure_log_gains())
-        self._start_change_prior(step)
+        self._start_render_priors(step)
         return super().get_train_loss_dict(step)
 
-    def _start_change_prior(self, step: int) -> None:
+    def _start_render_priors(self, step: int) -> None:
         model = self.model
-        prior = getattr(self.datamanager.config, "change_prior", None)
-        weight = getattr(model.config, "change_loss_weight", 0.0)
-        if prior is None or weight <= 0 or step < prior.at_step or model.change_evidence is not None:
+        change = getattr(self.datamanager.config, "change_prior", None)
+        arm = getattr(self.datamanager.config, "arm_prior", None)
+        if change is None or arm is None or step < change.at_step:
             return
-        with fenced_random_states():
-            start_change_prior(model, self.datamanager.train_dataset, self.datamanager.frame_index(), prior)
+        wanted = (getattr(model.config, "change_loss_weight", 0.0) > 0 and model.change_evidence is None) or (
+            getattr(model.config, "arm_loss_weight", 0.0) > 0 and model.arm_evidence is None
+        )
+        if wanted:
+            with fenced_random_states():
+                start_render_priors(model, self.datamanager.train_dataset, self.datamanager.frame_index(), change, arm)

@@ -185,13 +185,20 @@ class DivffModelConfig(ModelConfig):
     3500 steps, training seed 42: clean seed-21 scene object AP 20 -> 82, fresh clean seed-71 39 ->
     77; hard scenes -0.6 to -3.2 mAP, within one run's spread (README, "Measured")."""
 
+    arm_loss_weight: float = 10.0
+    """Weight of the arm prior (data/arm_evidence.py; computed with the change prior, at its step and
+    from the same renders): mean of evidence x (1 - actor share)^2 where a dynamic blob reaches the
+    bottom edge of the frame, so a hand resting at an object goes to the actor stream, not the
+    objects stream (0: off). divff-geometry, 3500 steps: fresh hard seed-83 scene object AP 49 -> 72
+    (README, "Measured")."""
+
     def __setstate__(self, state: Dict[str, object]) -> None:
         """A run's config.yml is loaded through here: a field it lacks was saved before that field
         existed, so it takes the value the run trained with, not today's default."""
         self.__dict__.update({**_BEFORE_THE_FIELD, **state})
 
 
-_BEFORE_THE_FIELD: Dict[str, object] = {"image_exposure": False, "clipped_level": None, "change_loss_weight": 0.0}
+_BEFORE_THE_FIELD: Dict[str, object] = {"image_exposure": False, "clipped_level": None, "change_loss_weight": 0.0, "arm_loss_weight": 0.0}
 """Fields whose default changed, with the value that runs older than the field trained with."""
 
 
@@ -246,8 +253,10 @@ class DivffModel(Model):
         self.step = 0
         self.change_evidence: Optional[Bool[Tensor, "num_images h w"]] = None
         """The change prior's evidence per training pixel, at its render size (a fraction of the
-        frames' `change_frame_size`); set once while training (DivffPipeline), saved with the checkpoints."""
-        self.change_frame_size = (0, 0)
+        frames' `evidence_frame_size`); set once while training (DivffPipeline), saved with the checkpoints."""
+        self.arm_evidence: Optional[Bool[Tensor, "num_images h w"]] = None
+        """The arm prior's, likewise."""
+        self.evidence_frame_size = (0, 0)
 
         def update_schedule(step: int) -> int:
             return int(np.clip(np.interp(step, [0, self.config.proposal_warmup], [0, self.config.proposal_update_every]), 1, self.config.proposal_update_every))
@@ -295,22 +304,24 @@ class DivffModel(Model):
     def get_extra_state(self) -> Dict[str, object]:
         """The schedule counters that are not parameters, saved with the checkpoint: the proposal
         sampler decides from them whether this step updates the proposal network, so without them
-        a resumed run would take other steps than the uninterrupted one. Likewise the change
-        prior's evidence, computed from the model as it was at one step."""
+        a resumed run would take other steps than the uninterrupted one. Likewise the change and
+        arm priors' evidence, computed from the model as it was at one step."""
         sampler = self.proposal_sampler  # its counters are private in nerfstudio, with no accessor
         state: Dict[str, object] = {"step": self.step, "sampler_step": sampler._step, "sampler_steps_since_update": sampler._steps_since_update}
-        if self.change_evidence is not None:
-            state["change_evidence"] = self.change_evidence.cpu()
-            state["change_frame_size"] = self.change_frame_size
+        for key, evidence in (("change_evidence", self.change_evidence), ("arm_evidence", self.arm_evidence)):
+            if evidence is not None:
+                state[key] = evidence.cpu()
+                state["change_frame_size"] = self.evidence_frame_size  # the key checkpoints have used since the change prior
         return state
 
     def set_extra_state(self, state: Dict[str, object]) -> None:
         self.set_step(int(state["step"]))
         self.proposal_sampler._step = int(state["sampler_step"])
         self.proposal_sampler._steps_since_update = int(state["sampler_steps_since_update"])
-        evidence = state.get("change_evidence")
-        self.change_evidence = evidence.to(self.device) if isinstance(evidence, Tensor) else None
-        self.change_frame_size = tuple(state.get("change_frame_size", (0, 0)))
+        change, arm = state.get("change_evidence"), state.get("arm_evidence")
+        self.change_evidence = change.to(self.device) if isinstance(change, Tensor) else None
+        self.arm_evidence = arm.to(self.device) if isinstance(arm, Tensor) else None
+        self.evidence_frame_size = tuple(state.get("change_frame_size", (0, 0)))
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def set_anneal(step: int) -> None:
@@ -414,7 +425,10 @@ class DivffModel(Model):
             if "motion" in batch:
                 loss["motion_loss"] = self.config.motion_loss_weight * (batch["motion"].to(self.device) * missing).mean()
             if self.change_evidence is not None and self.config.change_loss_weight > 0:
-                loss["change_loss"] = self.config.change_loss_weight * (self._change_evidence_of(batch["indices"]) * missing).mean()
+                loss["change_loss"] = self.config.change_loss_weight * (self._evidence_of(self.change_evidence, batch["indices"]) * missing).mean()
+            if self.arm_evidence is not None and self.config.arm_loss_weight > 0:
+                not_actor = (1 - outputs["accumulation_actor"]) ** 2
+                loss["arm_loss"] = self.config.arm_loss_weight * (self._evidence_of(self.arm_evidence, batch["indices"]) * not_actor).mean()
         if self.training:
             loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
             if self.config.opacity_entropy_weight > 0:
@@ -426,12 +440,10 @@ class DivffModel(Model):
             )
         return loss
 
-    def _change_evidence_of(self, indices: Tensor) -> Float[Tensor, "rays 1"]:
+    def _evidence_of(self, evidence: Bool[Tensor, "num_images h w"], indices: Tensor) -> Float[Tensor, "rays 1"]:
         """The evidence of each ray's pixel (indices: image, row, column at the frames' size)."""
-        evidence = self.change_evidence
-        assert evidence is not None
         image, row, column = indices.long().to(evidence.device).unbind(-1)
-        height, width = self.change_frame_size
+        height, width = self.evidence_frame_size
         row = row * evidence.shape[1] // height
         column = column * evidence.shape[2] // width
         return evidence[image, row, column].float()[:, None].to(self.device)
