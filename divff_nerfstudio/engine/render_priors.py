@@ -29,7 +29,7 @@ def render_training_frames(model: DivffModel, dataset: InputDataset, scale: floa
     was_training = model.training
     model.eval()
     try:
-        for i in track(range(len(dataset)), description="change prior: rendering", transient=True):
+        for i in track(range(len(dataset)), description="change and arm priors: rendering", transient=True):
             camera = dataset.cameras[i : i + 1].to(model.device)
             camera.rescale_output_resolution(scale)
             outputs = model.render_geometry(camera, _KEYS)
