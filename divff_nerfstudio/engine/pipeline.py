@@ -71,9 +71,6 @@ class DivffPipeline(VanillaPipeline):
         arm = getattr(self.datamanager.config, "arm_prior", None)
         if change is None or arm is None or step < change.at_step:
             return
-        wanted = (getattr(model.config, "change_loss_weight", 0.0) > 0 and model.change_evidence is None) or (
-            getattr(model.config, "arm_loss_weight", 0.0) > 0 and model.arm_evidence is None
-        )
-        if wanted:
+        if model.missing_priors():
             with fenced_random_states():
                 start_render_priors(model, self.datamanager.train_dataset, self.datamanager.frame_index(), change, arm)

@@ -60,16 +60,17 @@ def start_render_priors(
     """Compute the evidence the model's loss weights ask for and does not hold yet, from the model
     as it is now, and hand it to the model."""
     start = time.perf_counter()
+    missing = model.missing_priors()
     frames = render_training_frames(model, dataset, change.scale, change.front_margin)
     model.evidence_frame_size = (int(dataset.cameras.height[0]), int(dataset.cameras.width[0]))
-    if model.config.change_loss_weight > 0 and model.change_evidence is None:
+    if "change" in missing:
         evidence = torch.stack(change_evidence(frames, frame_index, change))
         model.change_evidence = evidence.to(model.device)
         CONSOLE.print(
             f"change prior: {100 * evidence.float().mean():.2f} % of the training pixels seen to change, "
             f"{len(frames)} frames in {time.perf_counter() - start:.0f} s (--pipeline.model.change-loss-weight)"
         )
-    if model.config.arm_loss_weight > 0 and model.arm_evidence is None:
+    if "arm" in missing:
         evidence = torch.stack([arm_evidence(frame.dynamic_share, arm) for frame in frames])
         model.arm_evidence = evidence.to(model.device)
         CONSOLE.print(

@@ -301,6 +301,12 @@ class DivffModel(Model):
         if steps > 0:
             self.field.set_levels(start + (1 - start) * min(step / steps, 1.0), self.config.coarse_to_fine_transient)
 
+    def missing_priors(self) -> Tuple[str, ...]:
+        """The render priors ("change", "arm") whose loss weight asks for evidence the model does not
+        hold yet: the pipeline renders only when one is missing, and computes only those."""
+        held = (("change", self.config.change_loss_weight, self.change_evidence), ("arm", self.config.arm_loss_weight, self.arm_evidence))
+        return tuple(name for name, weight, evidence in held if weight > 0 and evidence is None)
+
     def get_extra_state(self) -> Dict[str, object]:
         """The schedule counters that are not parameters, saved with the checkpoint: the proposal
         sampler decides from them whether this step updates the proposal network, so without them
