@@ -52,7 +52,7 @@ class TestClipTraining:
     hard_share: float = 0.5
     """Share of the clips rendered like divff-make-scene's hard preset (printed objects, speckled
     surfaces, exposure drift, motion blur, noise, JPEG), so the CLIP also names what hard scenes show.
-    Teacher object mIoU, 32 labels held out, training seeds 0 / 1 (README, "Test CLIP"): hard scenes
+    Teacher object mIoU, 32 labels held out, training seeds 0 / 1, 40 epochs (README, "Test CLIP"): hard scenes
     HARD_61 and hard-22 21.0 / 15.3 against 5.9 / 1.2 with clean clips only; four clean LANG scenes
     42.9 / 29.7 against 25.1 / 45.3."""
     epochs: int = 80
