@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_divff_end_to_end import BIN, run
+from test_divff_end_to_end import BIN, REPO, run
 
 
 def test_test_clip_generalises_to_held_out_combinations(test_clip):
@@ -96,6 +96,27 @@ def test_evaluate_scores_object_and_affordance_segmentation(trained, tmp_path):
     assert set(affordances["IoU"]) == {"carrying"} == set(affordances["teacher_IoU"]) and affordances["embedding"] == "video"
     assert affordances["threshold"] == 0.54 and 0 <= affordances["mIoU"] <= 100
     assert len(list((tmp_path / "affordances").glob("*_carrying.png"))) == 1, "one of the two test frames shows a carried object"
+
+
+def test_bench_teacher_scores_the_targets_as_evaluate_does(trained, small_scene, test_clip, tmp_path):
+    """scripts/bench_teacher.py, with the run's target settings and no field, gives the teacher
+    figures divff-evaluate gives, and writes its panels."""
+    run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path / "eval"), cwd=tmp_path)
+    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
+    run(
+        str(BIN / "python"), str(REPO / "scripts" / "bench_teacher.py"), str(small_scene),
+        "--language.clip.model-name", "DivffTiny-CLIP", "--language.clip.pretrained", str(test_clip),
+        "--language.cache-dir", str(tmp_path / "cache"),
+        "--language.pyramid.patch-fractions", "0.15", "0.3", "0.6", "--language.pyramid.overlap", "0.5",
+        "--output-dir", str(tmp_path / "bench"), "--threads", "1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    benched = json.loads((tmp_path / "bench" / small_scene.name / "teacher.json").read_text())
+    for name in ("object_segmentation", "affordance_segmentation"):
+        assert benched[name]["teacher_IoU"] == pytest.approx(evaluated[name]["teacher_IoU"]), name
+        pixels = benched[name]["pixels"]
+        assert pixels["hit"] + pixels["missed"] > 0, "annotated pixels were scored"
+    assert sorted((tmp_path / "bench" / small_scene.name / "language").glob("*.png"))
 
 
 def test_divff_render_renders_relevancy_of_a_command_line_query(trained, tmp_path):

@@ -27,7 +27,7 @@ AFFORDANCE_THRESHOLD = RELEVANCY_THRESHOLDS["video"]
 
 class QuerySegmentationScore:
     def __init__(
-        self, encoder: QueryEncoder, heads: LanguageHeads, threshold: float, kind: str = "clip", negatives: Sequence[str] = ()
+        self, encoder: QueryEncoder, heads: Optional[LanguageHeads], threshold: float, kind: str = "clip", negatives: Sequence[str] = ()
     ):
         self.encoder = encoder
         self.heads = heads
@@ -47,6 +47,7 @@ class QuerySegmentationScore:
         """Score one frame against {label: (H, W) bool mask}; returns per scored label an image:
         relevancy over the frame | mask comparison (green: hit, red: false alarm, blue: missed),
         the field's row above the teacher's when the frame's target embeddings are given."""
+        teacher_panels = dict(self.add_teacher_frame(truths, image, teacher)) if teacher is not None else {}
         panels = []
         for label, truth in sorted(truths.items()):
             if not truth.any():
@@ -54,11 +55,23 @@ class QuerySegmentationScore:
             query = TextQuery.parse(label, self.negatives, self.kind)
             rel = relevancy_maps(outputs, query, self.encoder, self.heads)["relevancy"][..., 0]
             panel = self._score(self.counts, label, rel.cpu().numpy(), truth, image)
-            if teacher is not None:
-                positive, negatives = self.encoder.encode(query)
-                rel = relevancy(teacher.float(), positive.to(teacher.device), negatives.to(teacher.device))[..., 0]
-                panel = np.concatenate([panel, self._score(self.teacher_counts, label, rel.cpu().numpy(), truth, image)], axis=0)
+            if label in teacher_panels:
+                panel = np.concatenate([panel, teacher_panels[label]], axis=0)
             panels.append((label, panel))
+        return panels
+
+    def add_teacher_frame(
+        self, truths: Dict[str, np.ndarray], image: np.ndarray, teacher: Float[torch.Tensor, "h w d"]
+    ) -> List[Tuple[str, np.ndarray]]:
+        """Score the frame's 2D targets alone: what a CLIP teaches can be compared before any field
+        is trained on it (scripts/bench_teacher.py)."""
+        panels = []
+        for label, truth in sorted(truths.items()):
+            if not truth.any():
+                continue
+            positive, negatives = self.encoder.encode(TextQuery.parse(label, self.negatives, self.kind))
+            rel = relevancy(teacher.float(), positive.to(teacher.device), negatives.to(teacher.device))[..., 0]
+            panels.append((label, self._score(self.teacher_counts, label, rel.cpu().numpy(), truth, image)))
         return panels
 
     def _score(self, counts: Dict[str, np.ndarray], label: str, rel: np.ndarray, truth: np.ndarray, image: np.ndarray) -> np.ndarray:
