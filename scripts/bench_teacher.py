@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -30,6 +29,7 @@ from rich.progress import Progress
 
 from dataparsers.annotations import rasterize
 from divff_nerfstudio.divff_config import divff_method
+from divff_nerfstudio.eval.evaluation import query_image_path
 from divff_nerfstudio.eval.images import save_png
 from divff_nerfstudio.eval.language_evaluation import AFFORDANCE_THRESHOLD, OBJECT_THRESHOLD, QuerySegmentationScore
 from divff_nerfstudio.eval.teacher_targets import TeacherTargets
@@ -73,15 +73,12 @@ def score_scene(scene: Path, language: LanguageTargetsConfig, output_dir: Option
                 image = dataset.get_image_float32(i)[..., :3].numpy()
                 size = (image.shape[1], image.shape[0])
                 embeddings = targets.embeddings(i)
-                truths = {"object_segmentation": rasterize(polygons[i], size) if polygons[i] else {},
-                          "affordance_segmentation": affordance_masks[i]}  # fmt: skip
-                for name, score in scores.items():
-                    kind = "clip" if name == "object_segmentation" else "video"
-                    for label, panel in score.add_teacher_frame(truths[name], image, embeddings[kind]):
+                truths = {"clip": rasterize(polygons[i], size) if polygons[i] else {}, "video": affordance_masks[i]}
+                for score in scores.values():
+                    for label, panel in score.add_teacher_frame(truths[score.kind], image, embeddings[score.kind]):
                         if output_dir is not None:
                             frame = int(dataset.metadata["frame_ids"][i])
-                            folder = output_dir / scene.name / ("language" if kind == "clip" else "affordances")
-                            save_png(folder / f"{frame:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png", panel)
+                            save_png(query_image_path(output_dir / scene.name, score.kind, frame, label), panel)
             progress.advance(task)
     results = {}
     for name, score in scores.items():

@@ -81,28 +81,34 @@ def test_query_lights_up_the_object(trained, small_scene):
     assert np.mean(contrasts) > 0.05, contrasts
 
 
-def test_evaluate_scores_object_and_affordance_segmentation(trained, tmp_path):
-    run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path)
-    results = json.loads((tmp_path / "results.json").read_text())
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory) -> Path:
+    """divff-evaluate's output folder for the trained run (run once for the tests that read it)."""
+    out = tmp_path_factory.mktemp("evaluation")
+    run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(out), cwd=out)
+    return out
+
+
+def test_evaluate_scores_object_and_affordance_segmentation(trained, evaluated):
+    results = json.loads((evaluated / "results.json").read_text())
     seg = results["object_segmentation"]
     assert seg["IoU"] and 0 <= seg["mIoU"] <= 100 and seg["embedding"] == "clip"
     assert set(seg["teacher_IoU"]) == set(seg["IoU"]) and 0 <= seg["teacher_mIoU"] <= 100, "the teacher scored on the same labels"
     cache = trained.parents[3] / "cache" / "test_frames"
     assert len(list(next(cache.glob("clip-*")).glob("*.npy"))) == 2, "the test frames' targets cached apart from training's"
-    assert sorted((tmp_path / "language").glob("*.png"))
+    assert sorted((evaluated / "language").glob("*.png"))
     # the generated scene's affordance masks ("carrying": the object a hand holds) are asked of
     # the video embedding at DIV-FF's threshold; frames where nothing is carried are not scored
     affordances = results["affordance_segmentation"]
     assert set(affordances["IoU"]) == {"carrying"} == set(affordances["teacher_IoU"]) and affordances["embedding"] == "video"
     assert affordances["threshold"] == 0.54 and 0 <= affordances["mIoU"] <= 100
-    assert len(list((tmp_path / "affordances").glob("*_carrying.png"))) == 1, "one of the two test frames shows a carried object"
+    assert len(list((evaluated / "affordances").glob("*_carrying.png"))) == 1, "one of the two test frames shows a carried object"
 
 
-def test_bench_teacher_scores_the_targets_as_evaluate_does(trained, small_scene, test_clip, tmp_path):
+def test_bench_teacher_scores_the_targets_as_evaluate_does(evaluated, small_scene, test_clip, tmp_path):
     """scripts/bench_teacher.py, with the run's target settings and no field, gives the teacher
     figures divff-evaluate gives, and writes its panels."""
-    run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path / "eval"), cwd=tmp_path)
-    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())
+    results = json.loads((evaluated / "results.json").read_text())
     run(
         str(BIN / "python"), str(REPO / "scripts" / "bench_teacher.py"), str(small_scene),
         "--language.clip.model-name", "DivffTiny-CLIP", "--language.clip.pretrained", str(test_clip),
@@ -113,7 +119,7 @@ def test_bench_teacher_scores_the_targets_as_evaluate_does(trained, small_scene,
     )  # fmt: skip
     benched = json.loads((tmp_path / "bench" / small_scene.name / "teacher.json").read_text())
     for name in ("object_segmentation", "affordance_segmentation"):
-        assert benched[name]["teacher_IoU"] == pytest.approx(evaluated[name]["teacher_IoU"]), name
+        assert benched[name]["teacher_IoU"] == pytest.approx(results[name]["teacher_IoU"]), name
         pixels = benched[name]["pixels"]
         assert pixels["hit"] + pixels["missed"] > 0, "annotated pixels were scored"
     assert sorted((tmp_path / "bench" / small_scene.name / "language").glob("*.png"))

@@ -33,6 +33,15 @@ ACTOR_LABEL = 255
 PANELS = ("ground truth", "composite", "static", "objects", "actor", "predicted mask", "annotation")
 
 
+QUERY_FOLDERS = {"clip": "language", "video": "affordances"}
+"""Where each kind of query's per-frame relevancy images go, under an evaluation's output folder."""
+
+
+def query_image_path(out: Path, kind: str, frame_id: int, label: str) -> Path:
+    """<out>/language/<frame>_<label>.png (affordances/ for video queries), the label made file-safe."""
+    return out / QUERY_FOLDERS[kind] / f"{frame_id:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png"
+
+
 def average_precision(score: np.ndarray, mask: np.ndarray) -> Optional[float]:
     """AP of a per-pixel score against a binary mask; None when the mask is empty (no positives)."""
     labels = mask.reshape(-1).astype(bool)
@@ -141,20 +150,20 @@ def evaluate_pipeline(
             result.frames.append(frame)
             polygons = meta.get("object_labels", [[]] * len(dataset))[i]
             frame_targets = targets.embeddings(i) if targets is not None and (polygons or affordance_masks[i]) else {}
-            scored = {"language": [], "affordances": []}
+            scored = {"clip": [], "video": []}
             if segmentation is not None and polygons:
-                scored["language"] = segmentation.add_frame(outputs, rasterize(polygons, size), gt, frame_targets.get("clip"))
+                scored["clip"] = segmentation.add_frame(outputs, rasterize(polygons, size), gt, frame_targets.get("clip"))
             if affordances is not None and affordance_masks[i]:
-                scored["affordances"] = affordances.add_frame(outputs, affordance_masks[i], gt, frame_targets.get("video"))
+                scored["video"] = affordances.add_frame(outputs, affordance_masks[i], gt, frame_targets.get("video"))
             if out is not None:
                 annotation = np.repeat(mask[..., None], 3, -1).astype(np.float32) if mask is not None else np.zeros_like(gt)
                 row = [gt, pred, *(output_image(outputs, f"rgb_{k}") for k in STREAMS)]
                 panel = side_by_side([*row, output_image(outputs, "dynamic_mask", "gray"), annotation])
                 save_png(out / "frames" / f"{frame.frame_id:06d}.png", panel)
                 video.add(panel)
-                for folder, images in scored.items():
+                for kind, images in scored.items():
                     for label, image in images:
-                        save_png(out / folder / f"{frame.frame_id:06d}_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}.png", image)
+                        save_png(query_image_path(out, kind, frame.frame_id, label), image)
             progress.advance(task)
     if segmentation is not None:
         result.segmentation = segmentation.summary()
