@@ -17,3 +17,14 @@ def test_blobs_at_the_bottom_edge_are_arms_an_object_apart_and_a_thin_bridge_are
     assert not bool(evidence[:, 45:55].any())
     # without the opening the bridge joins the object to the arm
     assert bool(arm_evidence(share, ArmPriorConfig(opening=1))[10:18, 30:38].all())
+
+
+def test_an_arm_too_faint_to_pass_is_found_through_the_change_evidence():
+    share = torch.zeros(40, 60)
+    share[15:40, 5:15] = 0.3  # a fast arm, not drawn solidly yet
+    changed = torch.zeros(40, 60, dtype=torch.bool)
+    changed[15:40, 5:15] = True
+    changed[10:18, 30:38] = True  # an object on the counter: apart from the edge
+    assert not bool(arm_evidence(share, ArmPriorConfig(with_change=False), changed).any())
+    evidence = arm_evidence(share, ArmPriorConfig(), changed)
+    assert bool(evidence[20:40, 6:14].all()) and not bool(evidence[10:18, 30:38].any())

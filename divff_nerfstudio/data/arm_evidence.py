@@ -15,6 +15,7 @@ are carried for a few frames, hands are in most of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -35,11 +36,18 @@ class ArmPriorConfig:
     opening: int = 3
     """Size of the morphological opening that cuts thin bridges (a faint layer joining an arm to an
     object) before blobs are found."""
+    with_change: bool = True
+    """Count the change prior's evidence as dynamic too: an arm reaching fast is not drawn solidly
+    at that step, but the change prior sees it in front of a surface the static stream draws."""
 
 
-def arm_evidence(dynamic_share: Float[Tensor, "h w"], config: ArmPriorConfig) -> Bool[Tensor, "h w"]:
-    """The dynamic blobs of one frame that touch its bottom edge."""
-    mask = (dynamic_share > config.dynamic_share).cpu().numpy().astype(np.uint8)
+def arm_evidence(dynamic_share: Float[Tensor, "h w"], config: ArmPriorConfig, changed: Optional[Bool[Tensor, "h w"]] = None) -> Bool[Tensor, "h w"]:
+    """The dynamic blobs of one frame that touch its bottom edge (`changed`: the frame's change
+    evidence, counted as dynamic where config.with_change)."""
+    dynamic = dynamic_share > config.dynamic_share
+    if config.with_change and changed is not None:
+        dynamic = dynamic | changed.to(dynamic.device)
+    mask = dynamic.cpu().numpy().astype(np.uint8)
     if config.opening > 1:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((config.opening, config.opening), np.uint8))
     _, blobs = cv2.connectedComponents(mask, connectivity=4)

@@ -9,9 +9,20 @@ pixel whose observation the static stream reproduces gives a point on the static
 point is projected into the other frames, where it is visible if the static depth there agrees and
 nothing dynamic stands in front. If, for a run of `min_run` consecutive frames in which it is
 visible, the observation there differs from its own, the surface was gone for a while: the pixel
-gets evidence. Hands passing over a surface are brief; a moved object leaves a long run. Colours
-are compared against a small window (registration errors) and thin responses (edges) are removed
-by a morphological opening. The evidence only ever says "this is dynamic", like the motion prior's.
+gets evidence. Hands passing over a surface are brief; a moved object leaves a long run.
+
+That finds an object in the phase the static stream draws (most often its longest rest). In a
+shorter phase (a brief rest before or after a long one elsewhere) the static stream draws what is
+there the rest of the time, the counter; the observation disagrees with it, and at that point in
+training the dynamic streams do not draw the object either (the uncertainty absorbs the error).
+So a pixel the static stream does not reproduce gets evidence too, where the static surface behind
+it is seen, in at least `min_agreeing` other frames, as the static stream draws it, and not as
+something that was gone for a while (the first evidence): the static stream is right about that
+surface, and something else stood in front of it in this frame. Without that last condition the
+counter where a resting object was missing for a while would count as well. A surface the static
+stream has not learnt (fine texture, noise) agrees nowhere and gets none. Colours are compared
+against a small window (registration errors) and thin responses (edges) are removed by a
+morphological opening. The evidence only ever says "this is dynamic", like the motion prior's.
 """
 
 from __future__ import annotations
@@ -51,6 +62,13 @@ class ChangePriorConfig:
     """Half-size of the window (render pixels) searched for the point's own colour in another frame."""
     min_run: int = 5
     """Consecutive visible frames that must differ."""
+    min_agreeing: int = 5
+    """Frames in which the static surface behind a pixel the static stream does not reproduce must be
+    seen as the static stream draws it (0: only the first evidence, surfaces gone for a while)."""
+    drawn_agreement: float = 0.08
+    """Largest RGB distance at which another frame shows that surface as the static stream draws it.
+    Stricter than static_agreement: a surface learnt only roughly (fine tiles, printed texture)
+    agrees at the looser one with the frames blurred or noisy enough to hide the difference."""
     max_compared: int = 96
     """Frames each pixel is compared with, spread over the video (bounds the cost on long videos)."""
 
@@ -89,17 +107,39 @@ def _project(points: Float[Tensor, "h w 3"], frame: FrameRender):
     return u.clamp(0, w - 1), v.clamp(0, h - 1), offset.norm(dim=-1), inside
 
 
-def frame_evidence(frame: FrameRender, others: Sequence[FrameRender], config: ChangePriorConfig) -> Bool[Tensor, "h w"]:
-    """Evidence for one frame's pixels, `others` in video order."""
+def _visible(points: Float[Tensor, "*n 3"], other: FrameRender, config: ChangePriorConfig):
+    """Pixel of each point in `other` and whether the point is what that frame's static surface
+    shows there, with nothing dynamic in front."""
+    u, v, distance, visible = _project(points, other)
+    visible &= (distance - other.static_depth[v, u]).abs() < config.depth_tolerance * distance
+    visible &= ~other.dynamic_in_front[v, u]
+    return u, v, visible
+
+
+def _surface_points(frame: FrameRender) -> Float[Tensor, "h w 3"]:
     rays = frame.camera.generate_rays(camera_indices=0, keep_shape=True)
-    points = rays.origins + rays.directions * frame.static_depth[..., None]
+    return rays.origins + rays.directions * frame.static_depth[..., None]
+
+
+def _static_here(frame: FrameRender, config: ChangePriorConfig) -> Bool[Tensor, "h w"]:
+    return (frame.observed - frame.static_rgb).norm(dim=-1) <= config.static_agreement
+
+
+def _opened(mask: Bool[Tensor, "h w"]) -> Bool[Tensor, "h w"]:
+    """Erode, then dilate: thin responses (edges) go."""
+    x = mask.float()[None, None]
+    return F.max_pool2d(-F.max_pool2d(-x, 3, 1, 1), 3, 1, 1)[0, 0] > 0.5
+
+
+def gone_evidence(frame: FrameRender, others: Sequence[FrameRender], config: ChangePriorConfig) -> Bool[Tensor, "h w"]:
+    """Pixels the static stream draws whose surface was gone for `min_run` visible frames in a row
+    (`others` in video order)."""
+    points = _surface_points(frame)
     h, w = frame.static_depth.shape
     run = torch.zeros(h, w)
     longest = torch.zeros(h, w)
     for other in others:
-        u, v, distance, visible = _project(points, other)
-        visible &= (distance - other.static_depth[v, u]).abs() < config.depth_tolerance * distance
-        visible &= ~other.dynamic_in_front[v, u]
+        u, v, visible = _visible(points, other, config)
         oh, ow = other.static_depth.shape
         nearest = torch.full((h, w), float("inf"))
         for dv in range(-config.window, config.window + 1):
@@ -109,15 +149,35 @@ def frame_evidence(frame: FrameRender, others: Sequence[FrameRender], config: Ch
         changed = visible & (nearest > config.colour_change)
         run = torch.where(visible, torch.where(changed, run + 1, torch.zeros_like(run)), run)
         longest = torch.maximum(longest, run)
-    static_here = (frame.observed - frame.static_rgb).norm(dim=-1) <= config.static_agreement
-    evidence = ((longest >= config.min_run) & static_here).float()[None, None]
-    opened = F.max_pool2d(-F.max_pool2d(-evidence, 3, 1, 1), 3, 1, 1)  # erode, then dilate
-    return opened[0, 0] > 0.5
+    return _opened((longest >= config.min_run) & _static_here(frame, config))
+
+
+def in_front_evidence(
+    frame: FrameRender, others: Sequence[FrameRender], others_gone: Sequence[Bool[Tensor, "h w"]], config: ChangePriorConfig
+) -> Bool[Tensor, "h w"]:
+    """Pixels the static stream does not reproduce whose static surface is seen as drawn in at least
+    `min_agreeing` of the other frames where it does not itself count as gone (`others_gone`, each
+    other frame's gone_evidence)."""
+    candidates = ~_static_here(frame, config)
+    points = _surface_points(frame)[candidates]
+    agreeing = torch.zeros(points.shape[0])
+    for other, gone in zip(others, others_gone):
+        u, v, visible = _visible(points, other, config)
+        drawn = (other.observed[v, u] - other.static_rgb[v, u]).norm(dim=-1) <= config.drawn_agreement
+        agreeing += visible & drawn & ~gone[v, u]
+    evidence = torch.zeros_like(candidates)
+    evidence[candidates] = agreeing >= config.min_agreeing
+    return _opened(evidence)
 
 
 def change_evidence(frames: Sequence[FrameRender], frame_index: Sequence[int], config: ChangePriorConfig) -> List[Bool[Tensor, "h w"]]:
     """Evidence per frame (same order as `frames`); `frame_index` is each frame's place in the video."""
     order = sorted(range(len(frames)), key=lambda i: frame_index[i])
-    stride = max(1, -(-len(order) // config.max_compared))
-    others = [frames[i] for i in order[::stride]]
-    return [frame_evidence(f, others, config) for f in track(frames, description="change evidence", transient=True)]
+    compared = order[:: max(1, -(-len(order) // config.max_compared))]
+    others = [frames[i] for i in compared]
+    gone = [gone_evidence(f, others, config) for f in track(frames, description="change evidence: surfaces gone", transient=True)]
+    if config.min_agreeing <= 0:
+        return gone
+    others_gone = [gone[i] for i in compared]
+    in_front = [in_front_evidence(f, others, others_gone, config) for f in track(frames, description="change evidence: in front", transient=True)]
+    return [a | b for a, b in zip(gone, in_front)]

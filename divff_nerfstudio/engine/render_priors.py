@@ -71,7 +71,8 @@ def start_render_priors(
             f"{len(frames)} frames in {time.perf_counter() - start:.0f} s (--pipeline.model.change-loss-weight)"
         )
     if "arm" in missing:
-        evidence = torch.stack([arm_evidence(frame.dynamic_share, arm) for frame in frames])
+        changed = model.change_evidence if model.change_evidence is not None else [None] * len(frames)
+        evidence = torch.stack([arm_evidence(frame.dynamic_share, arm, c) for frame, c in zip(frames, changed)])
         model.arm_evidence = evidence.to(model.device)
         CONSOLE.print(
             f"arm prior: {100 * evidence.float().mean():.2f} % of the training pixels on dynamic blobs at the "
