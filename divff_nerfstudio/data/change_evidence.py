@@ -90,7 +90,7 @@ class FrameRender:
     """The objects' and the actor's share of the composite (read by the arm prior)."""
 
 
-def _project(points: Float[Tensor, "h w 3"], frame: FrameRender):
+def _project(points: Float[Tensor, "*n 3"], frame: FrameRender):
     """Pixel (column, row) of each point in `frame`, its distance from that camera, and whether it
     falls inside the image in front of the camera."""
     camera = frame.camera
@@ -131,10 +131,17 @@ def _opened(mask: Bool[Tensor, "h w"]) -> Bool[Tensor, "h w"]:
     return F.max_pool2d(-F.max_pool2d(-x, 3, 1, 1), 3, 1, 1)[0, 0] > 0.5
 
 
-def gone_evidence(frame: FrameRender, others: Sequence[FrameRender], config: ChangePriorConfig) -> Bool[Tensor, "h w"]:
-    """Pixels the static stream draws whose surface was gone for `min_run` visible frames in a row
-    (`others` in video order)."""
-    points = _surface_points(frame)
+def _seen_as_drawn(frame: FrameRender, gone: Bool[Tensor, "h w"], config: ChangePriorConfig) -> Bool[Tensor, "h w"]:
+    """Where this frame shows the static surface as the static stream draws it, and that surface
+    does not count as gone for a while (its gone_evidence)."""
+    return ((frame.observed - frame.static_rgb).norm(dim=-1) <= config.drawn_agreement) & ~gone
+
+
+def gone_evidence(
+    frame: FrameRender, points: Float[Tensor, "h w 3"], static_here: Bool[Tensor, "h w"], others: Sequence[FrameRender], config: ChangePriorConfig
+) -> Bool[Tensor, "h w"]:
+    """Pixels the static stream draws (`static_here`) whose surface (`points`) was gone for
+    `min_run` visible frames in a row (`others` in video order)."""
     h, w = frame.static_depth.shape
     run = torch.zeros(h, w)
     longest = torch.zeros(h, w)
@@ -149,22 +156,24 @@ def gone_evidence(frame: FrameRender, others: Sequence[FrameRender], config: Cha
         changed = visible & (nearest > config.colour_change)
         run = torch.where(visible, torch.where(changed, run + 1, torch.zeros_like(run)), run)
         longest = torch.maximum(longest, run)
-    return _opened((longest >= config.min_run) & _static_here(frame, config))
+    return _opened((longest >= config.min_run) & static_here)
 
 
 def in_front_evidence(
-    frame: FrameRender, others: Sequence[FrameRender], others_gone: Sequence[Bool[Tensor, "h w"]], config: ChangePriorConfig
+    points: Float[Tensor, "h w 3"],
+    static_here: Bool[Tensor, "h w"],
+    others: Sequence[FrameRender],
+    others_drawn: Sequence[Bool[Tensor, "h w"]],
+    config: ChangePriorConfig,
 ) -> Bool[Tensor, "h w"]:
     """Pixels the static stream does not reproduce whose static surface is seen as drawn in at least
-    `min_agreeing` of the other frames where it does not itself count as gone (`others_gone`, each
-    other frame's gone_evidence)."""
-    candidates = ~_static_here(frame, config)
-    points = _surface_points(frame)[candidates]
-    agreeing = torch.zeros(points.shape[0])
-    for other, gone in zip(others, others_gone):
-        u, v, visible = _visible(points, other, config)
-        drawn = (other.observed[v, u] - other.static_rgb[v, u]).norm(dim=-1) <= config.drawn_agreement
-        agreeing += visible & drawn & ~gone[v, u]
+    `min_agreeing` of the other frames (`others_drawn`, each other frame's _seen_as_drawn)."""
+    candidates = ~static_here
+    behind = points[candidates]
+    agreeing = torch.zeros(behind.shape[0])
+    for other, drawn in zip(others, others_drawn):
+        u, v, visible = _visible(behind, other, config)
+        agreeing += visible & drawn[v, u]
     evidence = torch.zeros_like(candidates)
     evidence[candidates] = agreeing >= config.min_agreeing
     return _opened(evidence)
@@ -175,9 +184,17 @@ def change_evidence(frames: Sequence[FrameRender], frame_index: Sequence[int], c
     order = sorted(range(len(frames)), key=lambda i: frame_index[i])
     compared = order[:: max(1, -(-len(order) // config.max_compared))]
     others = [frames[i] for i in compared]
-    gone = [gone_evidence(f, others, config) for f in track(frames, description="change evidence: surfaces gone", transient=True)]
+    points = [_surface_points(f) for f in frames]
+    static_here = [_static_here(f, config) for f in frames]
+    gone = [
+        gone_evidence(frames[i], points[i], static_here[i], others, config)
+        for i in track(range(len(frames)), description="change evidence: surfaces gone", transient=True)
+    ]
     if config.min_agreeing <= 0:
         return gone
-    others_gone = [gone[i] for i in compared]
-    in_front = [in_front_evidence(f, others, others_gone, config) for f in track(frames, description="change evidence: in front", transient=True)]
+    others_drawn = [_seen_as_drawn(frames[i], gone[i], config) for i in compared]
+    in_front = [
+        in_front_evidence(points[i], static_here[i], others, others_drawn, config)
+        for i in track(range(len(frames)), description="change evidence: in front", transient=True)
+    ]
     return [a | b for a, b in zip(gone, in_front)]
