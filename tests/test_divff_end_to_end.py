@@ -62,8 +62,11 @@ def test_training_loss_falls_and_checkpoint_is_written(trained):
     assert list((trained.parent / "nerfstudio_models").glob("step-*.ckpt"))
 
 
-def test_evaluate_writes_metrics_images_and_video(trained, tmp_path):
-    proc = run(str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path), cwd=tmp_path, warnings=True)
+def test_evaluate_writes_metrics_images_and_video(trained, small_scene, tmp_path):
+    proc = run(
+        str(BIN / "divff-evaluate"), "--load-config", str(trained), "--output-dir", str(tmp_path), "--training-frames",
+        cwd=tmp_path, warnings=True,
+    )  # fmt: skip
     # the dependencies' known deprecation warnings are not printed (before: five lines per frame)
     for known in ("non-tuple sequence for multidimensional indexing", "torch.cuda.amp.custom_fwd", "No CUDA runtime is found"):
         assert known not in proc.stderr + proc.stdout, known
@@ -72,6 +75,11 @@ def test_evaluate_writes_metrics_images_and_video(trained, tmp_path):
     assert summary["num_frames"] == 2
     assert 0 <= summary["mAP"] <= 100 and 0 <= summary["mAP_objects"] <= 100 and 0 <= summary["mAP_actor"] <= 100
     assert summary["PSNR"] > 12, "100 steps already beat a flat grey image"
+    # every training frame scored against its label map, with the same scores
+    training = results["training_frames"]
+    assert [f["frame_id"] for f in training["frames"]] == json.loads((small_scene / "meta.json").read_text())["ids_train"]
+    assert 0 <= training["summary"]["mAP"] <= 100 and 0 <= training["summary"]["mAP_actor"] <= 100
+    assert training["summary"]["PSNR"] > 12
     frames = sorted((tmp_path / "frames").glob("*.png"))
     assert len(frames) == 2
     from PIL import Image

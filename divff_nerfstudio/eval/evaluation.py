@@ -72,6 +72,8 @@ class EvaluationResult:
     """Object segmentation by text query (mIoU, IoU per label), when the model has language heads."""
     affordances: Optional[Dict[str, object]] = None
     """Affordance segmentation by video-language query, when the scene has affordance masks."""
+    training_frames: Optional["EvaluationResult"] = None
+    """The same scores on the training frames (training_frames.py), when asked for."""
 
     def summary(self) -> Dict[str, Optional[float]]:
         def mean(values: List[Optional[float]], scale: float = 1.0) -> Optional[float]:
@@ -92,6 +94,8 @@ class EvaluationResult:
             out["object_segmentation"] = self.segmentation
         if self.affordances is not None:
             out["affordance_segmentation"] = self.affordances
+        if self.training_frames is not None:
+            out["training_frames"] = {"summary": self.training_frames.summary(), "frames": [f.__dict__ for f in self.training_frames.frames]}
         return out
 
 
@@ -106,17 +110,22 @@ class Thresholds:
 
 
 def evaluate_pipeline(
-    pipeline: Pipeline, output_dir: Optional[Path] = None, thresholds: Thresholds = Thresholds(), teacher: bool = True
+    pipeline: Pipeline,
+    output_dir: Optional[Path] = None,
+    thresholds: Thresholds = Thresholds(),
+    teacher: bool = True,
+    training_frames: Optional[EvaluationResult] = None,
 ) -> EvaluationResult:
     """Render every frame of the pipeline's eval dataset and score it; with output_dir, write a
     side-by-side image per frame (GT | composite | static | objects | actor | mask | annotation),
     an mp4 of them and results.json, and per frame and object label (affordance) a relevancy image
     (language/<frame>_<label>.png, affordances/<frame>_<query>.png; the field above, the teacher
-    below). `teacher`: also score the test frames' own targets (extracted once into the cache)."""
+    below). `teacher`: also score the test frames' own targets (extracted once into the cache).
+    `training_frames`: the training frames' scores, kept in the result and results.json."""
     dataset = pipeline.datamanager.eval_dataset
     meta = dataset.metadata
     scene_root = Path(dataset.image_filenames[0]).parent.parent
-    result = EvaluationResult(scene=str(meta.get("scene_name", scene_root.name)))
+    result = EvaluationResult(scene=str(meta.get("scene_name", scene_root.name)), training_frames=training_frames)
     model = pipeline.model
     model.eval()
     language = getattr(model, "language", None) is not None
