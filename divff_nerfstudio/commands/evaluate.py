@@ -65,8 +65,7 @@ def main(
         output_dir: Where to write results; default: an 'evaluation' folder beside the config.
         thresholds: Relevancy thresholds of the object and affordance segmentations.
         teacher: Score the test frames' own language targets too (extracted into the cache on the first evaluation).
-        training_frames: Also score every training frame's decomposition against the label maps of a
-            scene written by divff-make-scene (ten times the test frames: less spread between runs).
+        training_frames: Also score every training frame's decomposition against the label maps of a scene written by divff-make-scene (eight times the test frames: less spread between runs).
     """
     _, pipeline, checkpoint, step = eval_setup(load_config, test_mode="test")
     out = output_dir or load_config.parent / "evaluation"

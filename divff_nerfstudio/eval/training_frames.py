@@ -3,7 +3,7 @@ of every frame (gt/labels/<frame>.png).
 
 A scene's test split has a dozen annotated frames: one frame where a fast arm goes to the wrong
 stream moves object-stream AP by several points, and two runs of the same configuration differ by
-up to 15. The training frames are ten times as many, and their decomposition is what a user gets
+up to 15. The training frames are eight times as many, and their decomposition is what a user gets
 from the video they trained on, so comparing two configurations there needs fewer runs to tell
 them apart. It says nothing about new views or times; the test split stays the benchmark.
 """
