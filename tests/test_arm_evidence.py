@@ -28,3 +28,14 @@ def test_an_arm_too_faint_to_pass_is_found_through_the_change_evidence():
     assert not bool(arm_evidence(share, ArmPriorConfig(with_change=False), changed).any())
     evidence = arm_evidence(share, ArmPriorConfig(), changed)
     assert bool(evidence[20:40, 6:14].all()) and not bool(evidence[10:18, 30:38].any())
+
+
+def test_an_arm_the_static_stream_does_not_reproduce_is_found_when_asked():
+    share = torch.zeros(40, 60)
+    share[15:40, 5:15] = 0.3  # an arm resting a while: drawn faintly by every stream
+    residual = torch.full((40, 60), 0.05)  # the static stream reproduces the rest of the frame
+    residual[15:40, 5:15] = 0.4
+    residual[10:18, 30:38] = 0.4  # an object it does not draw, apart from the edge
+    assert not bool(arm_evidence(share, ArmPriorConfig(), residual=residual).any())
+    evidence = arm_evidence(share, ArmPriorConfig(unexplained=0.15), residual=residual)
+    assert bool(evidence[20:40, 6:14].all()) and not bool(evidence[10:18, 30:38].any())

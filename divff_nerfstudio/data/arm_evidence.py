@@ -39,14 +39,27 @@ class ArmPriorConfig:
     with_change: bool = True
     """Count the change prior's evidence as dynamic too: an arm reaching fast is not drawn solidly
     at that step, but the change prior sees it in front of a surface the static stream draws."""
+    unexplained: float = 0.0
+    """Count a pixel the static stream does not reproduce (RGB distance between the frame and the
+    static render above this; 0: off) as dynamic too: an arm that rests in one place for a while is
+    drawn faintly by all three streams at that step, and the surface behind it is seen too rarely
+    for the change prior. Off by default (README, "Arm prior")."""
 
 
-def arm_evidence(dynamic_share: Float[Tensor, "h w"], config: ArmPriorConfig, changed: Optional[Bool[Tensor, "h w"]] = None) -> Bool[Tensor, "h w"]:
+def arm_evidence(
+    dynamic_share: Float[Tensor, "h w"],
+    config: ArmPriorConfig,
+    changed: Optional[Bool[Tensor, "h w"]] = None,
+    residual: Optional[Float[Tensor, "h w"]] = None,
+) -> Bool[Tensor, "h w"]:
     """The dynamic blobs of one frame that touch its bottom edge (`changed`: the frame's change
-    evidence, counted as dynamic where config.with_change)."""
+    evidence, counted as dynamic where config.with_change; `residual`: the RGB distance between the
+    frame and its static render, counted where config.unexplained)."""
     dynamic = dynamic_share > config.dynamic_share
     if config.with_change and changed is not None:
         dynamic = dynamic | changed.to(dynamic.device)
+    if config.unexplained > 0 and residual is not None:
+        dynamic = dynamic | (residual > config.unexplained).to(dynamic.device)
     mask = dynamic.cpu().numpy().astype(np.uint8)
     if config.opening > 1:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((config.opening, config.opening), np.uint8))
