@@ -72,9 +72,8 @@ def start_render_priors(
         )
     if "arm" in missing:
         changed = model.change_evidence if model.change_evidence is not None else [None] * len(frames)
-        evidence = torch.stack(
-            [arm_evidence(f.dynamic_share, arm, c, (f.observed - f.static_rgb).norm(dim=-1)) for f, c in zip(frames, changed)]
-        )
+        residuals = [(f.observed - f.static_rgb).norm(dim=-1) if arm.unexplained > 0 else None for f in frames]
+        evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, r) for f, c, r in zip(frames, changed, residuals)])
         model.arm_evidence = evidence.to(model.device)
         CONSOLE.print(
             f"arm prior: {100 * evidence.float().mean():.2f} % of the training pixels on dynamic blobs at the "

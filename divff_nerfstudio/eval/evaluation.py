@@ -16,12 +16,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from nerfstudio.pipelines.base_pipeline import Pipeline
 from rich.progress import Progress
 from sklearn.metrics import average_precision_score
+from torch import Tensor
 
 from dataparsers.annotations import load_mask, rasterize
 from divff_nerfstudio.eval.images import VideoStream, output_image, save_png, side_by_side
@@ -48,6 +49,16 @@ def average_precision(score: np.ndarray, mask: np.ndarray) -> Optional[float]:
     if not labels.any():
         return None
     return float(average_precision_score(labels, score.reshape(-1)))
+
+
+def stream_scores(outputs: Dict[str, Tensor], labels: np.ndarray) -> Tuple[Optional[float], Optional[float]]:
+    """Object- and actor-stream AP of a render against a label map (0 static, object ids, 255 actor):
+    each stream's share should hold its own pixels, whatever the other dynamic stream does."""
+    objects = (labels > 0) & (labels != ACTOR_LABEL)
+    return (
+        average_precision(outputs["accumulation_objects"][..., 0].cpu().numpy(), objects),
+        average_precision(outputs["accumulation_actor"][..., 0].cpu().numpy(), labels == ACTOR_LABEL),
+    )
 
 
 def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -152,10 +163,7 @@ def evaluate_pipeline(
             frame = FrameResult(meta["frame_ids"][i], psnr(pred, gt), average_precision(score, mask) if mask is not None else None)
             truth_path = scene_root / "gt" / f"{Path(dataset.image_filenames[i]).stem}.npz"
             if truth_path.is_file():
-                labels = np.load(truth_path)["labels"]
-                objects = (labels > 0) & (labels != ACTOR_LABEL)
-                frame.ap_objects = average_precision(outputs["accumulation_objects"][..., 0].cpu().numpy(), objects)
-                frame.ap_actor = average_precision(outputs["accumulation_actor"][..., 0].cpu().numpy(), labels == ACTOR_LABEL)
+                frame.ap_objects, frame.ap_actor = stream_scores(outputs, np.load(truth_path)["labels"])
             result.frames.append(frame)
             polygons = meta.get("object_labels", [[]] * len(dataset))[i]
             frame_targets = targets.embeddings(i) if targets is not None and (polygons or affordance_masks[i]) else {}

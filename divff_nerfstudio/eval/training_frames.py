@@ -17,22 +17,18 @@ from nerfstudio.pipelines.base_pipeline import Pipeline
 from PIL import Image
 from rich.progress import track
 
-from divff_nerfstudio.eval.evaluation import ACTOR_LABEL, EvaluationResult, FrameResult, average_precision, psnr
+from divff_nerfstudio.eval.evaluation import EvaluationResult, FrameResult, average_precision, psnr, stream_scores
+from divff_nerfstudio.synthetic.gt_layout import label_map_path
 from divff_nerfstudio.utils.errors import UserError
 
 _KEYS = ("rgb", "dynamic_mask", "accumulation_objects", "accumulation_actor")
-
-
-def label_map_path(image_path: Path) -> Path:
-    """gt/labels/<frame>.png beside the scene's frames/ folder."""
-    return image_path.parent.parent / "gt" / "labels" / f"{image_path.stem}.png"
 
 
 def score_training_frames(pipeline: Pipeline) -> EvaluationResult:
     """mAP, object- and actor-stream AP and PSNR of every training frame (same scores as the test
     split's, with the label maps as annotation)."""
     dataset = pipeline.datamanager.train_dataset
-    paths = [label_map_path(Path(p)) for p in dataset.image_filenames]
+    paths = [label_map_path(Path(p).parent.parent, Path(p).stem) for p in dataset.image_filenames]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise UserError(
@@ -48,15 +44,14 @@ def score_training_frames(pipeline: Pipeline) -> EvaluationResult:
         labels = np.asarray(Image.open(paths[i]))
         if labels.shape != gt.shape[:2]:
             raise UserError(f"{paths[i]}: label map is {labels.shape[1]}x{labels.shape[0]}, the frame {gt.shape[1]}x{gt.shape[0]}")
-        objects = (labels > 0) & (labels != ACTOR_LABEL)
-        share = {k: outputs[k][..., 0].cpu().numpy() for k in _KEYS[1:]}
+        ap_objects, ap_actor = stream_scores(outputs, labels)
         result.frames.append(
             FrameResult(
                 frame_id=int(dataset.metadata["frame_ids"][i]),
                 psnr=psnr(outputs["rgb"].clamp(0, 1).cpu().numpy(), gt),
-                ap=average_precision(share["dynamic_mask"], labels > 0),
-                ap_objects=average_precision(share["accumulation_objects"], objects),
-                ap_actor=average_precision(share["accumulation_actor"], labels == ACTOR_LABEL),
+                ap=average_precision(outputs["dynamic_mask"][..., 0].cpu().numpy(), labels > 0),
+                ap_objects=ap_objects,
+                ap_actor=ap_actor,
             )
         )
     return result

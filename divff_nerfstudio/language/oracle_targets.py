@@ -25,6 +25,7 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor, nn
 
+from divff_nerfstudio.synthetic.gt_layout import label_map_path
 from divff_nerfstudio.utils.errors import UserError
 
 BACKGROUND = "background"
@@ -76,7 +77,7 @@ class OracleTargets:
         return {"oracle": {str(k): v for k, v in sorted(self.names.items())}, "dim": self.table.shape[1]}
 
     def grid(self, image: Path, grid_shape: Tuple[int, int]) -> Float[Tensor, "gh gw d"]:
-        path = self.scene / "gt" / "labels" / f"{image.stem}.png"
+        path = label_map_path(self.scene, image.stem)
         if not path.is_file():
             raise OracleLabelsUnavailable(
                 f"{path}: no label map for frame {image.name}; generate the scene again with divff-make-scene (it writes gt/labels/)"

@@ -25,6 +25,7 @@ from rich.progress import Progress
 from dataparsers.annotations import AFFORDANCE_FILE, NARRATION_PREFIX
 from dataparsers.epic_diff_scene import staged_folder
 from divff_nerfstudio.synthetic.camera_effects import CameraEffects, CameraResponse
+from divff_nerfstudio.synthetic.gt_layout import label_map_path
 from divff_nerfstudio.synthetic.raycast import Intrinsics, label_map, render_frame
 from divff_nerfstudio.synthetic.scene import ClipMotion, KitchenClip
 from divff_nerfstudio.synthetic.surfaces import ACTOR_ID
@@ -135,7 +136,7 @@ def write_scene(out: Path, cfg: SceneConfig, overwrite: bool = False) -> Path:
                 nears[str(frame_id)] = float(np.quantile(render.depth, 0.001))
                 fars[str(frame_id)] = float(np.quantile(render.depth, 0.999))
                 labels = render.labels if k in test else label_map(clip, k, intr)
-                Image.fromarray(labels).save(tmp / "gt" / "labels" / f"{Path(name).stem}.png")
+                Image.fromarray(labels).save(label_map_path(tmp, Path(name).stem))
                 if k in test:
                     _write_test_frame(tmp, name, render.labels, render.depth, clip, via)
                     carried = np.isin(render.labels, clip.carried(k))
