@@ -129,4 +129,5 @@ def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_c
     pipeline.load_state_dict(torch.load(buffer, weights_only=True))  # as a resumed run reads its checkpoint
     for evidence in (model.change_evidence, model.arm_evidence):
         assert evidence is not None and bool(evidence.all())
+    assert model.arm_evidence.dtype == torch.uint8  # a bool mask (checkpoints before NOT_OBJECTS) reads as ACTOR
     assert model.evidence_frame_size == (64, 96)

@@ -10,18 +10,28 @@ Partway through training (the change prior's renders) each training frame's dyna
 thresholded, and the blobs touching the bottom rows become evidence for the actor stream.
 An object held in the hand is part of the hand's blob and is pushed to the actor too; objects
 are carried for a few frames, hands are in most of them.
+
+An arm that rests in one place for a while is drawn faintly by all three streams at that step and
+escapes the threshold; optionally (`unexplained`) the pixels the static stream does not reproduce
+count as dynamic too. They also hold surfaces the static stream has not learnt yet, such as a
+hand's colour baked into the counter where the hands often are; asking the actor stream to draw
+those lays a haze over the counter. So such a pixel extends an arm's blob as ACTOR only where the
+other frames that see its surface mostly reproduce it, and elsewhere as NOT_OBJECTS: the objects
+stream is asked to give it up, and nothing is asked to draw it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, UInt8
 from torch import Tensor
+
+from divff_nerfstudio.data.change_evidence import ChangePriorConfig, FrameRender, surface_points, visible_in
 
 
 @dataclass(frozen=True)
@@ -43,26 +53,81 @@ class ArmPriorConfig:
     """Count a pixel the static stream does not reproduce (RGB distance between the frame and the
     static render above this; 0: off) as dynamic too: an arm that rests in one place for a while is
     drawn faintly by all three streams at that step, and the surface behind it is seen too rarely
-    for the change prior. Off by default (README, "Arm prior")."""
+    for the change prior. Such a pixel may also be a surface the static stream has not learnt yet
+    (a hand's colour baked into the counter where the hands often are), so it only counts as ACTOR
+    where that surface is learnt (`unlearnt_share`), else as NOT_OBJECTS. Off by default (README,
+    "Arm prior")."""
+    unlearnt_share: float = 0.5
+    """A surface that at least `unlearnt_seen` compared frames see, and that the static stream does
+    not reproduce in this share of them either, counts as not learnt yet."""
+    unlearnt_seen: int = 5
+    """Compared frames that must see a surface before it can count as not learnt (an arm resting
+    over a surface the static stream has drawn wrongly in its place is seen nowhere else)."""
 
 
-def arm_evidence(
-    dynamic_share: Float[Tensor, "h w"],
-    config: ArmPriorConfig,
-    changed: Optional[Bool[Tensor, "h w"]] = None,
-    residual: Optional[Float[Tensor, "h w"]] = None,
-) -> Bool[Tensor, "h w"]:
-    """The dynamic blobs of one frame that touch its bottom edge (`changed`: the frame's change
-    evidence, counted as dynamic where config.with_change; `residual`: the RGB distance between the
-    frame and its static render, counted where config.unexplained)."""
-    dynamic = dynamic_share > config.dynamic_share
-    if config.with_change and changed is not None:
-        dynamic = dynamic | changed.to(dynamic.device)
-    if config.unexplained > 0 and residual is not None:
-        dynamic = dynamic | (residual > config.unexplained).to(dynamic.device)
+ACTOR = 1
+"""Arm evidence value: the actor stream should draw this pixel."""
+NOT_OBJECTS = 2
+"""Arm evidence value: the objects stream should not draw this pixel (an unexplained pixel on a
+surface not learnt yet: it may be an arm or the static stream's own error, so nothing is asked to
+draw it)."""
+
+
+def _edge_blobs(dynamic: Bool[Tensor, "h w"], config: ArmPriorConfig) -> Bool[Tensor, "h w"]:
     mask = dynamic.cpu().numpy().astype(np.uint8)
     if config.opening > 1:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((config.opening, config.opening), np.uint8))
     _, blobs = cv2.connectedComponents(mask, connectivity=4)
     arms = np.setdiff1d(np.unique(blobs[-config.edge_rows :]), [0])
     return torch.from_numpy(np.isin(blobs, arms))
+
+
+def unexplained_pixels(
+    frames: Sequence[FrameRender], compared: Sequence[int], config: ArmPriorConfig, change: ChangePriorConfig
+) -> List[Tuple[Bool[Tensor, "h w"], Bool[Tensor, "h w"]]]:
+    """Per frame, the pixels the static stream does not reproduce, and those of them whose static
+    surface the other `compared` frames that see it (change's visibility test) do not reproduce
+    either."""
+    unexplained = [(f.observed - f.static_rgb).norm(dim=-1) > config.unexplained for f in frames]
+    found = []
+    for i, (frame, mask) in enumerate(zip(frames, unexplained)):
+        behind = surface_points(frame)[mask]
+        seen = torch.zeros(behind.shape[0])
+        wrong = torch.zeros(behind.shape[0])
+        for j in (j for j in compared if j != i):
+            u, v, visible = visible_in(behind, frames[j], change)
+            seen += visible
+            wrong += visible & unexplained[j][v, u]
+        unlearnt = torch.zeros_like(mask)
+        unlearnt[mask] = (seen >= config.unlearnt_seen) & (wrong >= config.unlearnt_share * seen)
+        found.append((mask, unlearnt))
+    return found
+
+
+def arm_evidence(
+    dynamic_share: Float[Tensor, "h w"],
+    config: ArmPriorConfig,
+    changed: Optional[Bool[Tensor, "h w"]] = None,
+    unexplained: Optional[Tuple[Bool[Tensor, "h w"], Bool[Tensor, "h w"]]] = None,
+) -> UInt8[Tensor, "h w"]:
+    """The dynamic blobs of one frame that touch its bottom edge, as ACTOR (`changed`: the frame's
+    change evidence, counted as dynamic where config.with_change; `unexplained`: the frame's
+    unexplained_pixels, counted where the surface is learnt), and what its unexplained pixels on
+    surfaces not learnt add to them, as NOT_OBJECTS."""
+    dynamic = dynamic_share > config.dynamic_share
+    if config.with_change and changed is not None:
+        dynamic = dynamic | changed.to(dynamic.device)
+    if unexplained is None:
+        return _edge_blobs(dynamic, config).to(torch.uint8) * ACTOR
+    mask, unlearnt = (m.to(dynamic.device) for m in unexplained)
+    arms = _edge_blobs(dynamic | (mask & ~unlearnt), config)
+    reach = _edge_blobs(dynamic | mask, config) & ~arms
+    return arms.to(torch.uint8) * ACTOR + reach.to(torch.uint8) * NOT_OBJECTS
+
+
+def arm_loss(
+    evidence: Float[Tensor, "rays 1"], actor_share: Float[Tensor, "rays 1"], objects_share: Float[Tensor, "rays 1"]
+) -> Float[Tensor, ""]:
+    """Mean over the rays of (1 - actor share)^2 where the evidence is ACTOR and objects share^2
+    where it is NOT_OBJECTS (the evidence's values as floats, one per ray)."""
+    return ((evidence == ACTOR) * (1 - actor_share) ** 2 + (evidence == NOT_OBJECTS) * objects_share**2).mean()

@@ -107,7 +107,7 @@ def _project(points: Float[Tensor, "*n 3"], frame: FrameRender):
     return u.clamp(0, w - 1), v.clamp(0, h - 1), offset.norm(dim=-1), inside
 
 
-def _visible(points: Float[Tensor, "*n 3"], other: FrameRender, config: ChangePriorConfig):
+def visible_in(points: Float[Tensor, "*n 3"], other: FrameRender, config: ChangePriorConfig):
     """Pixel of each point in `other` and whether the point is what that frame's static surface
     shows there, with nothing dynamic in front."""
     u, v, distance, visible = _project(points, other)
@@ -116,7 +116,7 @@ def _visible(points: Float[Tensor, "*n 3"], other: FrameRender, config: ChangePr
     return u, v, visible
 
 
-def _surface_points(frame: FrameRender) -> Float[Tensor, "h w 3"]:
+def surface_points(frame: FrameRender) -> Float[Tensor, "h w 3"]:
     rays = frame.camera.generate_rays(camera_indices=0, keep_shape=True)
     return rays.origins + rays.directions * frame.static_depth[..., None]
 
@@ -146,7 +146,7 @@ def gone_evidence(
     run = torch.zeros(h, w)
     longest = torch.zeros(h, w)
     for other in others:
-        u, v, visible = _visible(points, other, config)
+        u, v, visible = visible_in(points, other, config)
         oh, ow = other.static_depth.shape
         nearest = torch.full((h, w), float("inf"))
         for dv in range(-config.window, config.window + 1):
@@ -172,19 +172,25 @@ def in_front_evidence(
     behind = points[candidates]
     agreeing = torch.zeros(behind.shape[0])
     for other, drawn in zip(others, others_drawn):
-        u, v, visible = _visible(behind, other, config)
+        u, v, visible = visible_in(behind, other, config)
         agreeing += visible & drawn[v, u]
     evidence = torch.zeros_like(candidates)
     evidence[candidates] = agreeing >= config.min_agreeing
     return _opened(evidence)
 
 
+def compared_frames(frame_index: Sequence[int], config: ChangePriorConfig) -> List[int]:
+    """Positions (in `frame_index`'s order) of at most `max_compared` frames spread over the video,
+    in video order: the frames every pixel is compared with."""
+    order = sorted(range(len(frame_index)), key=lambda i: frame_index[i])
+    return order[:: max(1, -(-len(order) // config.max_compared))]
+
+
 def change_evidence(frames: Sequence[FrameRender], frame_index: Sequence[int], config: ChangePriorConfig) -> List[Bool[Tensor, "h w"]]:
     """Evidence per frame (same order as `frames`); `frame_index` is each frame's place in the video."""
-    order = sorted(range(len(frames)), key=lambda i: frame_index[i])
-    compared = order[:: max(1, -(-len(order) // config.max_compared))]
+    compared = compared_frames(frame_index, config)
     others = [frames[i] for i in compared]
-    points = [_surface_points(f) for f in frames]
+    points = [surface_points(f) for f in frames]
     static_here = [_static_here(f, config) for f in frames]
     gone = [
         gone_evidence(frames[i], points[i], static_here[i], others, config)

@@ -14,8 +14,8 @@ from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
-from divff_nerfstudio.data.arm_evidence import ArmPriorConfig, arm_evidence
-from divff_nerfstudio.data.change_evidence import ChangePriorConfig, FrameRender, change_evidence
+from divff_nerfstudio.data.arm_evidence import ACTOR, NOT_OBJECTS, ArmPriorConfig, arm_evidence, unexplained_pixels
+from divff_nerfstudio.data.change_evidence import ChangePriorConfig, FrameRender, change_evidence, compared_frames
 from divff_nerfstudio.model.divff_model import DivffModel
 
 _KEYS = ("rgb_static", "depth_static", "depth", "dynamic_mask")
@@ -72,10 +72,11 @@ def start_render_priors(
         )
     if "arm" in missing:
         changed = model.change_evidence if model.change_evidence is not None else [None] * len(frames)
-        residuals = [(f.observed - f.static_rgb).norm(dim=-1) if arm.unexplained > 0 else None for f in frames]
-        evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, r) for f, c, r in zip(frames, changed, residuals)])
+        unexplained = unexplained_pixels(frames, compared_frames(frame_index, change), arm, change) if arm.unexplained > 0 else [None] * len(frames)
+        evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, u) for f, c, u in zip(frames, changed, unexplained)])
         model.arm_evidence = evidence.to(model.device)
+        reach = f", {100 * (evidence == NOT_OBJECTS).float().mean():.2f} % more kept from the objects stream" if arm.unexplained > 0 else ""
         CONSOLE.print(
-            f"arm prior: {100 * evidence.float().mean():.2f} % of the training pixels on dynamic blobs at the "
-            "bottom edge (--pipeline.model.arm-loss-weight)"
+            f"arm prior: {100 * (evidence == ACTOR).float().mean():.2f} % of the training pixels on dynamic blobs at the "
+            f"bottom edge{reach} (--pipeline.model.arm-loss-weight)"
         )

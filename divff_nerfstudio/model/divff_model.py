@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, UInt8
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import OrientedBox
@@ -36,6 +36,7 @@ from torch.nn import Parameter
 from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from divff_nerfstudio.data.arm_evidence import arm_loss
 from divff_nerfstudio.language.spec import LanguageSpec
 from divff_nerfstudio.model import device_preset
 from divff_nerfstudio.model.compositing import STREAMS, composite_weights, render_stream
@@ -254,8 +255,8 @@ class DivffModel(Model):
         self.change_evidence: Optional[Bool[Tensor, "num_images h w"]] = None
         """The change prior's evidence per training pixel, at its render size (a fraction of the
         frames' `evidence_frame_size`); set once while training (DivffPipeline), saved with the checkpoints."""
-        self.arm_evidence: Optional[Bool[Tensor, "num_images h w"]] = None
-        """The arm prior's, likewise."""
+        self.arm_evidence: Optional[UInt8[Tensor, "num_images h w"]] = None
+        """The arm prior's (ACTOR or NOT_OBJECTS per pixel, data/arm_evidence.py), likewise."""
         self.evidence_frame_size = (0, 0)
 
         def update_schedule(step: int) -> int:
@@ -326,7 +327,8 @@ class DivffModel(Model):
         self.proposal_sampler._steps_since_update = int(state["sampler_steps_since_update"])
         change, arm = state.get("change_evidence"), state.get("arm_evidence")
         self.change_evidence = change.to(self.device) if isinstance(change, Tensor) else None
-        self.arm_evidence = arm.to(self.device) if isinstance(arm, Tensor) else None
+        # checkpoints from before NOT_OBJECTS hold a bool mask: True is ACTOR
+        self.arm_evidence = arm.to(self.device, torch.uint8) if isinstance(arm, Tensor) else None
         self.evidence_frame_size = tuple(state.get("change_frame_size", (0, 0)))
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
@@ -433,8 +435,8 @@ class DivffModel(Model):
             if self.change_evidence is not None and self.config.change_loss_weight > 0:
                 loss["change_loss"] = self.config.change_loss_weight * (self._evidence_of(self.change_evidence, batch["indices"]) * missing).mean()
             if self.arm_evidence is not None and self.config.arm_loss_weight > 0:
-                not_actor = (1 - outputs["accumulation_actor"]) ** 2
-                loss["arm_loss"] = self.config.arm_loss_weight * (self._evidence_of(self.arm_evidence, batch["indices"]) * not_actor).mean()
+                arm = self._evidence_of(self.arm_evidence, batch["indices"])
+                loss["arm_loss"] = self.config.arm_loss_weight * arm_loss(arm, outputs["accumulation_actor"], outputs["accumulation_objects"])
         if self.training:
             loss["dynamic_density_loss"] = self.config.dynamic_density_weight * outputs["mean_dynamic_density"].squeeze()
             if self.config.opacity_entropy_weight > 0:
@@ -446,8 +448,8 @@ class DivffModel(Model):
             )
         return loss
 
-    def _evidence_of(self, evidence: Bool[Tensor, "num_images h w"], indices: Tensor) -> Float[Tensor, "rays 1"]:
-        """The evidence of each ray's pixel (indices: image, row, column at the frames' size)."""
+    def _evidence_of(self, evidence: Tensor, indices: Tensor) -> Float[Tensor, "rays 1"]:
+        """The evidence (num_images x h x w) of each ray's pixel (indices: image, row, column at the frames' size)."""
         image, row, column = indices.long().to(evidence.device).unbind(-1)
         height, width = self.evidence_frame_size
         row = row * evidence.shape[1] // height
