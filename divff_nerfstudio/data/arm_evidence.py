@@ -13,9 +13,9 @@ are carried for a few frames, hands are in most of them.
 
 An arm that rests in one place for a while is drawn faintly by all three streams at that step and
 escapes the threshold; optionally (`unexplained`) the pixels the static stream does not reproduce
-count as dynamic too. They also hold surfaces the static stream has not learnt yet, such as a
-hand's colour baked into the counter where the hands often are; asking the actor stream to draw
-those lays a haze over the counter. So such a pixel extends an arm's blob as ACTOR only where the
+count as dynamic too. They also hold surfaces the static stream has not learnt yet, such as
+hand-coloured density it keeps in front of the counter where the hands work in most frames;
+asking the actor stream to draw those lays a haze over the counter. So such a pixel extends an arm's blob as ACTOR only where the
 other frames that see its surface mostly reproduce it, and elsewhere as NOT_OBJECTS: the objects
 stream is asked to give it up, and nothing is asked to draw it.
 """
@@ -54,7 +54,7 @@ class ArmPriorConfig:
     static render above this; 0: off) as dynamic too: an arm that rests in one place for a while is
     drawn faintly by all three streams at that step, and the surface behind it is seen too rarely
     for the change prior. Such a pixel may also be a surface the static stream has not learnt yet
-    (a hand's colour baked into the counter where the hands often are), so it only counts as ACTOR
+    (hand-coloured density in front of the counter where the hands work), so it only counts as ACTOR
     where that surface is learnt (`unlearnt_share`), else as NOT_OBJECTS. Off by default (README,
     "Arm prior")."""
     unlearnt_share: float = 0.5
