@@ -4,13 +4,13 @@ front of it, and its place in a run
 
 import copy
 import io
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from nerfstudio.cameras.cameras import Cameras
 
 from dataparsers.epic_diff import EpicDiffDataParserConfig
-from divff_nerfstudio.data.change_evidence import ChangePriorConfig, FrameRender, change_evidence
+from divff_nerfstudio.data.change_evidence import CHANGED, GHOST, ChangePriorConfig, FrameRender, change_evidence
 
 H, W = 24, 32
 GREY, ORANGE, SKIN = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.9, 0.45, 0.05]), torch.tensor([0.8, 0.6, 0.5])
@@ -34,11 +34,11 @@ def a_frame(observed: torch.Tensor, static_rgb: torch.Tensor, in_front: Optional
     )
 
 
-def test_a_surface_gone_for_a_while_is_evidence_its_absence_is_not():
-    """An object rests for 14 frames and is gone for the last 6; the static stream draws it (the
-    cheap answer). A hand covers a patch of wall for 3 frames. The resting object gets evidence in
-    the frames where the static stream draws it as seen, the hand (in front of a wall the static
-    stream draws right) where it is; the wall where the object was missing gets none."""
+def frames_of_an_object_that_leaves(standing_out: bool = False, hand_over_wall: bool = False, hand_where_it_was: bool = False) -> List[FrameRender]:
+    """20 frames: an object rests for 14 and is gone for the last 6; the static stream draws it (the
+    cheap answer), flush with the wall or standing out in front of it (static depth 10 % nearer).
+    Optionally a hand covers a patch of wall in frames 5-7, or stands where the object was in frame
+    17 (the dynamic streams hold that one)."""
     static = GREY.expand(H, W, 3).clone()
     static[OBJECT] = ORANGE
     frames = []
@@ -46,9 +46,24 @@ def test_a_surface_gone_for_a_while_is_evidence_its_absence_is_not():
         seen = GREY.expand(H, W, 3).clone()
         if t < 14:
             seen[OBJECT] = ORANGE
-        if 5 <= t < 8:
+        if hand_over_wall and 5 <= t < 8:
             seen[HAND] = SKIN
-        frames.append(a_frame(seen, static))
+        frame = a_frame(seen, static)
+        if standing_out:
+            frame.static_depth[OBJECT] *= 0.9
+        if hand_where_it_was and t == 17:
+            frame.observed[OBJECT] = SKIN
+            frame.dynamic_share[OBJECT] = 0.9
+        frames.append(frame)
+    return frames
+
+
+def test_a_surface_gone_for_a_while_is_evidence_its_absence_is_not():
+    """An object rests for 14 frames and is gone for the last 6; the static stream draws it (the
+    cheap answer). A hand covers a patch of wall for 3 frames. The resting object gets evidence in
+    the frames where the static stream draws it as seen, the hand (in front of a wall the static
+    stream draws right) where it is; the wall where the object was missing gets none."""
+    frames = frames_of_an_object_that_leaves(hand_over_wall=True)
     evidence = change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=5))
     assert bool(evidence[0][OBJECT].all()) and bool(evidence[13][OBJECT].all())
     assert not bool(evidence[16][OBJECT].any())  # gone: the static stream is wrong there, not evidence
@@ -64,6 +79,40 @@ def test_a_surface_gone_for_a_while_is_evidence_its_absence_is_not():
     # only the first evidence: the hand goes
     first_only = change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=5, min_agreeing=0))
     assert not any(bool(e[HAND].any()) for e in first_only) and bool(first_only[0][OBJECT].all())
+
+
+
+
+def test_where_a_surface_seen_gone_is_absent_the_static_stream_draws_a_ghost():
+    """With ghosts asked for: in the 6 frames after the object left, the static stream still draws
+    it over the wall the frames show; those pixels are GHOST, the frames where it rests stay
+    CHANGED, and where the hand stands it is not a ghost."""
+    frames = frames_of_an_object_that_leaves(standing_out=True, hand_where_it_was=True)
+    evidence = change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=5), ghosts=True)
+    assert all(bool((evidence[t][OBJECT] == CHANGED).all()) for t in range(14))
+    assert all(bool((evidence[t][OBJECT] == GHOST).all()) for t in (14, 15, 16, 18, 19))
+    assert not bool((evidence[17] == GHOST).any())
+    outside = torch.ones(H, W, dtype=torch.bool)
+    outside[OBJECT] = False
+    assert not any(bool(e[outside].any()) for e in evidence)
+    # without ghosts asked for, the same values as before GHOST existed
+    plain = change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=5))
+    assert not any(bool((e == GHOST).any()) for e in plain)
+
+
+def test_no_ghosts_where_the_gone_surface_is_flush_with_its_surroundings_or_absent_most_of_the_time():
+    """A surface gone for a while that is flush with the wall around it is the wall itself, gone
+    while an object neither stream drew stood on it: that object is no ghost. Nor is it where the
+    surface is absent from most of the frames that see it (the static stream drew it before it
+    learnt better)."""
+    flush = frames_of_an_object_that_leaves(hand_where_it_was=True)
+    assert not any(bool((e == GHOST).any()) for e in change_evidence(flush, list(range(20)), ChangePriorConfig(min_run=5), ghosts=True))
+    mostly_absent = frames_of_an_object_that_leaves(standing_out=True, hand_where_it_was=True)
+    for t in range(6, 14):
+        mostly_absent[t].observed[OBJECT] = GREY
+    evidence = change_evidence(mostly_absent, list(range(20)), ChangePriorConfig(min_run=5), ghosts=True)
+    assert all(bool((evidence[t][OBJECT] == CHANGED).all()) for t in range(6))
+    assert not any(bool((e == GHOST).any()) for e in evidence)
 
 
 def test_an_object_resting_briefly_in_front_of_a_drawn_wall_is_evidence_an_unlearnt_surface_is_not():
@@ -118,9 +167,17 @@ def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_c
 
     # every pixel: the losses ask for the dynamic streams, and for the actor
     model.change_evidence = torch.ones_like(computed)
-    model.arm_evidence = torch.ones_like(computed)
+    model.arm_evidence = torch.ones_like(computed, dtype=torch.bool)  # as checkpoints before NOT_OBJECTS hold it
     _, loss, _ = pipeline.get_train_loss_dict(4)
     assert float(loss["change_loss"].detach()) > 0 and float(loss["arm_loss"].detach()) > 0
+    assert "ghost_loss" not in loss  # off by default
+    # every pixel a ghost: the change loss asks nothing, the ghost loss asks the dynamic streams to go
+    model.change_evidence = torch.full_like(computed, GHOST)
+    model.config.ghost_loss_weight = 10.0
+    _, loss, _ = pipeline.get_train_loss_dict(5)
+    assert float(loss["change_loss"].detach()) == 0 and float(loss["ghost_loss"].detach()) > 0
+    model.config.ghost_loss_weight = 0.0
+    model.change_evidence = torch.ones_like(computed, dtype=torch.bool)  # as checkpoints before GHOST hold it
 
     buffer = io.BytesIO()
     torch.save(pipeline.state_dict(), buffer)
@@ -129,5 +186,7 @@ def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_c
     pipeline.load_state_dict(torch.load(buffer, weights_only=True))  # as a resumed run reads its checkpoint
     for evidence in (model.change_evidence, model.arm_evidence):
         assert evidence is not None and bool(evidence.all())
-    assert model.arm_evidence.dtype == torch.uint8  # a bool mask (checkpoints before NOT_OBJECTS) reads as ACTOR
+    # bool masks (checkpoints before GHOST and NOT_OBJECTS) read as CHANGED and ACTOR
+    assert model.arm_evidence.dtype == torch.uint8 and model.change_evidence.dtype == torch.uint8
+    assert bool((model.change_evidence == CHANGED).all())
     assert model.evidence_frame_size == (64, 96)

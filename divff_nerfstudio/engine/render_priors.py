@@ -15,7 +15,14 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
 
 from divff_nerfstudio.data.arm_evidence import ACTOR, NOT_OBJECTS, ArmPriorConfig, arm_evidence, unexplained_pixels
-from divff_nerfstudio.data.change_evidence import ChangePriorConfig, FrameRender, change_evidence, compared_frames
+from divff_nerfstudio.data.change_evidence import (
+    CHANGED,
+    GHOST,
+    ChangePriorConfig,
+    FrameRender,
+    change_evidence,
+    compared_frames,
+)
 from divff_nerfstudio.model.divff_model import DivffModel
 
 _KEYS = ("rgb_static", "depth_static", "depth", "dynamic_mask")
@@ -64,14 +71,16 @@ def start_render_priors(
     frames = render_training_frames(model, dataset, change.scale, change.front_margin)
     model.evidence_frame_size = (int(dataset.cameras.height[0]), int(dataset.cameras.width[0]))
     if "change" in missing:
-        evidence = torch.stack(change_evidence(frames, frame_index, change))
+        ghosts = model.config.ghost_loss_weight > 0
+        evidence = torch.stack(change_evidence(frames, frame_index, change, ghosts))
         model.change_evidence = evidence.to(model.device)
+        ghosted = f", {100 * (evidence == GHOST).float().mean():.2f} % ghosts" if ghosts else ""
         CONSOLE.print(
-            f"change prior: {100 * evidence.float().mean():.2f} % of the training pixels seen to change, "
+            f"change prior: {100 * (evidence == CHANGED).float().mean():.2f} % of the training pixels seen to change{ghosted}, "
             f"{len(frames)} frames in {time.perf_counter() - start:.0f} s (--pipeline.model.change-loss-weight)"
         )
     if "arm" in missing:
-        changed = model.change_evidence if model.change_evidence is not None else [None] * len(frames)
+        changed = model.change_evidence == CHANGED if model.change_evidence is not None else [None] * len(frames)
         unexplained = unexplained_pixels(frames, compared_frames(frame_index, change), arm, change) if arm.unexplained > 0 else [None] * len(frames)
         evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, u) for f, c, u in zip(frames, changed, unexplained)])
         model.arm_evidence = evidence.to(model.device)

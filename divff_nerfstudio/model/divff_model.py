@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float, UInt8
+from jaxtyping import Float, UInt8
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import OrientedBox
@@ -37,6 +37,7 @@ from torchmetrics.functional import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from divff_nerfstudio.data.arm_evidence import arm_loss
+from divff_nerfstudio.data.change_evidence import CHANGED, GHOST
 from divff_nerfstudio.language.spec import LanguageSpec
 from divff_nerfstudio.model import device_preset
 from divff_nerfstudio.model.compositing import STREAMS, composite_weights, render_stream
@@ -186,6 +187,13 @@ class DivffModelConfig(ModelConfig):
     3500 steps, training seed 42: clean seed-21 scene object AP 20 -> 82, fresh clean seed-71 39 ->
     77; hard scenes -0.6 to -3.2 mAP, within one run's spread (README, "Measured")."""
 
+    ghost_loss_weight: float = 0.0
+    """Weight of the change prior's ghosts (data/change_evidence.py, computed with it): mean of
+    evidence x dynamic share^2 where a surface seen gone for a while is absent from a frame and the
+    static stream draws it there anyway; there the colour loss also takes the uncertainty at its
+    floor (beta_min), so the dynamic layer that hides the ghost gives way and the colour loss
+    carves the static density out (0: off; README, "Change prior")."""
+
     arm_loss_weight: float = 10.0
     """Weight of the arm prior (data/arm_evidence.py; computed with the change prior, at its step and
     from the same renders): mean of evidence x (1 - actor share)^2 where a dynamic blob reaches the
@@ -252,9 +260,10 @@ class DivffModel(Model):
             self.queries = QuerySession(QueryEncoder(spec.clip, spec.video, spec.clip_dim if spec.oracle else None))
         self.frame = RenderFrame()
         self.step = 0
-        self.change_evidence: Optional[Bool[Tensor, "num_images h w"]] = None
-        """The change prior's evidence per training pixel, at its render size (a fraction of the
-        frames' `evidence_frame_size`); set once while training (DivffPipeline), saved with the checkpoints."""
+        self.change_evidence: Optional[UInt8[Tensor, "num_images h w"]] = None
+        """The change prior's evidence per training pixel (CHANGED or GHOST, data/change_evidence.py),
+        at its render size (a fraction of the frames' `evidence_frame_size`); set once while
+        training (DivffPipeline), saved with the checkpoints."""
         self.arm_evidence: Optional[UInt8[Tensor, "num_images h w"]] = None
         """The arm prior's (ACTOR or NOT_OBJECTS per pixel, data/arm_evidence.py), likewise."""
         self.evidence_frame_size = (0, 0)
@@ -326,8 +335,8 @@ class DivffModel(Model):
         self.proposal_sampler._step = int(state["sampler_step"])
         self.proposal_sampler._steps_since_update = int(state["sampler_steps_since_update"])
         change, arm = state.get("change_evidence"), state.get("arm_evidence")
-        self.change_evidence = change.to(self.device) if isinstance(change, Tensor) else None
-        # checkpoints from before NOT_OBJECTS hold a bool mask: True is ACTOR
+        # checkpoints from before GHOST and NOT_OBJECTS hold bool masks: True is CHANGED and ACTOR
+        self.change_evidence = change.to(self.device, torch.uint8) if isinstance(change, Tensor) else None
         self.arm_evidence = arm.to(self.device, torch.uint8) if isinstance(arm, Tensor) else None
         self.evidence_frame_size = tuple(state.get("change_frame_size", (0, 0)))
 
@@ -418,8 +427,12 @@ class DivffModel(Model):
         image = batch["image"].to(self.device)
         beta = outputs["beta"]
         rgb = outputs["rgb"] if self.config.clipped_level is None else clip_as_observed(outputs["rgb"], image, self.config.clipped_level)
+        change = self._evidence_of(self.change_evidence, batch["indices"]) if self.training and self.change_evidence is not None else None
+        ghost = change == GHOST if change is not None and self.config.ghost_loss_weight > 0 else None
+        # a ghost's pixel shows the static surface: no uncertainty may excuse the static stream there
+        colour_beta = beta if ghost is None else torch.where(ghost, torch.full_like(beta, self.config.beta_min), beta)
         loss = {
-            "rgb_loss": ((rgb - image) ** 2 / (2 * beta**2)).mean(),
+            "rgb_loss": ((rgb - image) ** 2 / (2 * colour_beta**2)).mean(),
             "beta_loss": torch.log(beta).mean(),
         }
         for kind, weight in (("clip", self.config.clip_loss_weight), ("video", self.config.video_loss_weight)):
@@ -432,8 +445,10 @@ class DivffModel(Model):
             missing = (1 - outputs["dynamic_mask"]) ** 2
             if "motion" in batch:
                 loss["motion_loss"] = self.config.motion_loss_weight * (batch["motion"].to(self.device) * missing).mean()
-            if self.change_evidence is not None and self.config.change_loss_weight > 0:
-                loss["change_loss"] = self.config.change_loss_weight * (self._evidence_of(self.change_evidence, batch["indices"]) * missing).mean()
+            if change is not None and self.config.change_loss_weight > 0:
+                loss["change_loss"] = self.config.change_loss_weight * ((change == CHANGED) * missing).mean()
+            if ghost is not None:
+                loss["ghost_loss"] = self.config.ghost_loss_weight * (ghost * outputs["dynamic_mask"] ** 2).mean()
             if self.arm_evidence is not None and self.config.arm_loss_weight > 0:
                 arm = self._evidence_of(self.arm_evidence, batch["indices"])
                 loss["arm_loss"] = self.config.arm_loss_weight * arm_loss(arm, outputs["accumulation_actor"], outputs["accumulation_objects"])
