@@ -26,11 +26,12 @@ morphological opening.
 
 Optionally (`ghosts`) the same comparison also says where the static stream is wrong: in a frame
 in which a surface seen gone was visible and absent, the static stream still draws it, since it
-cannot draw time. The colour loss there is soon absorbed by a faint dynamic layer with a large
-uncertainty, which keeps the static stream's density in place and leaves a ghost of the object
-where it stood. Those pixels are marked GHOST (the frame shows what lies behind: the static
-surface, nothing dynamic), so the dynamic streams are asked to give them up and the colour loss
-carves the static density away, leaving the object to the objects stream in every frame. The
+cannot draw time, and a dynamic stream learns to draw what the frame shows in front of it, which
+keeps the static stream's density in place (a ghost of the object where it stood) and gives the
+background to the dynamic streams. Those pixels are marked GHOST (the frame shows what lies
+behind: the static surface, nothing dynamic), so the dynamic streams are asked to give them up and
+the colour loss carves the static density away, leaving the object to the objects stream in every
+frame. The
 other evidence is CHANGED: "this is dynamic", like the motion prior's.
 """
 
