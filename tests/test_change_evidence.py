@@ -170,13 +170,11 @@ def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_c
     model.arm_evidence = torch.ones_like(computed, dtype=torch.bool)  # as checkpoints before NOT_OBJECTS hold it
     _, loss, _ = pipeline.get_train_loss_dict(4)
     assert float(loss["change_loss"].detach()) > 0 and float(loss["arm_loss"].detach()) > 0
-    assert "ghost_loss" not in loss  # off by default
+    assert float(loss["ghost_loss"].detach()) == 0  # on by default; no pixel is a ghost
     # every pixel a ghost: the change loss asks nothing, the ghost loss asks the dynamic streams to go
     model.change_evidence = torch.full_like(computed, GHOST)
-    model.config.ghost_loss_weight = 10.0
     _, loss, _ = pipeline.get_train_loss_dict(5)
     assert float(loss["change_loss"].detach()) == 0 and float(loss["ghost_loss"].detach()) > 0
-    model.config.ghost_loss_weight = 0.0
     model.change_evidence = torch.ones_like(computed, dtype=torch.bool)  # as checkpoints before GHOST hold it
 
     buffer = io.BytesIO()

@@ -210,11 +210,14 @@ def test_runs_saved_before_clipped_level_or_the_change_and_arm_priors_load_as_th
 
     text = yaml.dump(DivffModelConfig())
     loaded = yaml.load(text, Loader=yaml.Loader)
-    assert loaded.clipped_level == 0.98 and loaded.change_loss_weight == 10.0 and loaded.arm_loss_weight == 10.0
-    old = text.replace("clipped_level: 0.98\n", "").replace("change_loss_weight: 10.0\n", "").replace("arm_loss_weight: 10.0\n", "")
-    assert "clipped_level" not in old and "change_loss_weight" not in old and "arm_loss_weight" not in old
+    changed = {"clipped_level": 0.98, "change_loss_weight": 10.0, "arm_loss_weight": 10.0, "ghost_loss_weight": 10.0}
+    assert all(getattr(loaded, name) == value for name, value in changed.items())
+    old = text
+    for name, value in changed.items():
+        old = old.replace(f"{name}: {value}\n", "")
+        assert name not in old
     loaded = yaml.load(old, Loader=yaml.Loader)
-    assert loaded.clipped_level is None and loaded.change_loss_weight == 0.0 and loaded.arm_loss_weight == 0.0
+    assert loaded.clipped_level is None and loaded.change_loss_weight == loaded.arm_loss_weight == loaded.ghost_loss_weight == 0.0
 
 
 def test_static_levels_fade_in_coarse_to_fine():
