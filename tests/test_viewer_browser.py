@@ -26,6 +26,11 @@ pytestmark = pytest.mark.browser
 ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artefacts" / "viewer"
 WINDOW = (1200, 800)
 POLL_S = 0.2
+NEW_MAP = 10.0
+"""The mean change (grey levels) that tells one query's or stream's map from another's: those differ by
+about 60 here, while the same map drawn again differs by up to about 2.6 (the viewer's JPEG quality
+40 while it renders and 75 at rest, its low-resolution preview, a re-render). A threshold of 1 let a
+re-sent "hand" image pass for the green cube's."""
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +94,7 @@ class Page:
     def settled(self, before: Optional[np.ndarray] = None, min_change: float = 1.0, timeout: float = 240) -> np.ndarray:
         """The view once it differs from `before` (mean absolute difference over min_change), the
         full-size render has arrived (the status line names the panel's max resolution) and two
-        looks in a row agree. Renders are deterministic: the same view and query give the same image."""
+        looks in a row agree."""
         deadline, last = time.time() + timeout, None
         while time.time() < deadline:
             looked, now = time.time(), self.view()
@@ -212,7 +217,7 @@ def test_a_query_typed_in_the_browser_lights_up_the_hands(browser, viewer, small
     assert applied_queries(log) == ["hand"], "no query for 'h', 'ha', 'han'"
 
     page.pick("Output type", "relevancy")
-    relevancy = page.settled(rgb)
+    relevancy = page.settled(rgb, NEW_MAP)
     page.screenshot("02_relevancy_of_hand")
     inside, outside = contrast(decode_turbo(relevancy), hands, valid)
     assert inside > outside + 0.25, (inside, outside)
@@ -222,7 +227,7 @@ def test_a_query_typed_in_the_browser_lights_up_the_hands(browser, viewer, small
     box.send_keys(Keys.CONTROL, "a")
     asked = time.time()
     box.send_keys("green cube")
-    other = page.settled(relevancy)  # raises unless the view changes (the test CLIP's maps of the two differ little)
+    other = page.settled(relevancy, NEW_MAP)
     timings["new query on a rendered view -> full-size image (s, the 0.6 s typing pause included)"] = page.arrived - asked
     page.screenshot("03_relevancy_of_green_cube")
     assert applied_queries(log)[-1] == "green cube"
@@ -231,16 +236,10 @@ def test_a_query_typed_in_the_browser_lights_up_the_hands(browser, viewer, small
     box = page.control("Text query")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("hand")
-    # the test CLIP's two maps differ by little more than settled's threshold, so rather than wait
-    # for a change from the green cube's image, wait for the first image of "hand" again (renders
-    # are deterministic): closer to it than to the green cube's
-    deadline, back = time.time() + 240, page.settled()
-    while np.abs(back - relevancy).mean() >= np.abs(back - other).mean():
-        assert time.time() < deadline, "the view kept the green cube's relevancy after 'hand' was typed again"
-        time.sleep(POLL_S)
-        back = page.settled()
+    back = page.settled(other, NEW_MAP)
+    assert np.abs(back - relevancy).mean() < np.abs(back - other).mean(), "typed again, 'hand' drew another map"
     page.pick("Relevancy of", "actor")
-    actor = page.settled(relevancy)
+    actor = page.settled(relevancy, NEW_MAP)
     page.screenshot("04_relevancy_of_hand_in_the_actor_stream")
     actor_in, actor_out = contrast(decode_turbo(actor), hands, valid)
     assert actor_in > actor_out + 0.25 and actor_out < outside, (actor_in, actor_out, outside)
