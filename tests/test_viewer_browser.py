@@ -139,14 +139,20 @@ class Page:
             time.sleep(2)
 
 
-    def slide_to_end(self, label: str) -> None:
+    def slide_to_end(self, label: str, timeout: float = 30) -> None:
+        """Moves a slider to its maximum, again until the page says it is there: in one try of the
+        time slider the view never changed after the key press."""
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
 
         thumb = self.driver.find_element(By.XPATH, f"//label[normalize-space()='{label}']/following::*[@role='slider'][1]")
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", thumb)
-        thumb.click()
-        thumb.send_keys(Keys.END)
+        deadline = time.time() + timeout
+        while thumb.get_attribute("aria-valuenow") != thumb.get_attribute("aria-valuemax"):
+            assert time.time() < deadline, f"{label!r} stayed at {thumb.get_attribute('aria-valuenow')}"
+            thumb.click()
+            thumb.send_keys(Keys.END)
+            time.sleep(POLL_S)
 
 
 def decode_turbo(view: np.ndarray) -> np.ndarray:
