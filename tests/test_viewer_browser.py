@@ -91,7 +91,7 @@ class Page:
     def resolution(self) -> str:
         return self.driver.execute_script("const m = [...document.querySelectorAll('p')].find(p => p.textContent.includes('Resolution:')); return m ? m.textContent : '';")
 
-    def settled(self, before: Optional[np.ndarray] = None, min_change: float = 1.0, timeout: float = 240) -> np.ndarray:
+    def settled(self, before: Optional[np.ndarray] = None, min_change: float = NEW_MAP, timeout: float = 240) -> np.ndarray:
         """The view once it differs from `before` (mean absolute difference over min_change), the
         full-size render has arrived (the status line names the panel's max resolution) and two
         looks in a row agree."""
@@ -223,7 +223,7 @@ def test_a_query_typed_in_the_browser_lights_up_the_hands(browser, viewer, small
     assert applied_queries(log) == ["hand"], "no query for 'h', 'ha', 'han'"
 
     page.pick("Output type", "relevancy")
-    relevancy = page.settled(rgb, NEW_MAP)
+    relevancy = page.settled(rgb)
     page.screenshot("02_relevancy_of_hand")
     inside, outside = contrast(decode_turbo(relevancy), hands, valid)
     assert inside > outside + 0.25, (inside, outside)
@@ -233,7 +233,7 @@ def test_a_query_typed_in_the_browser_lights_up_the_hands(browser, viewer, small
     box.send_keys(Keys.CONTROL, "a")
     asked = time.time()
     box.send_keys("green cube")
-    other = page.settled(relevancy, NEW_MAP)
+    other = page.settled(relevancy)
     timings["new query on a rendered view -> full-size image (s, the 0.6 s typing pause included)"] = page.arrived - asked
     page.screenshot("03_relevancy_of_green_cube")
     assert applied_queries(log)[-1] == "green cube"
@@ -242,10 +242,10 @@ def test_a_query_typed_in_the_browser_lights_up_the_hands(browser, viewer, small
     box = page.control("Text query")
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys("hand")
-    back = page.settled(other, NEW_MAP)
+    back = page.settled(other)
     assert np.abs(back - relevancy).mean() < np.abs(back - other).mean(), "typed again, 'hand' drew another map"
     page.pick("Relevancy of", "actor")
-    actor = page.settled(relevancy, NEW_MAP)
+    actor = page.settled(relevancy)
     page.screenshot("04_relevancy_of_hand_in_the_actor_stream")
     actor_in, actor_out = contrast(decode_turbo(actor), hands, valid)
     assert actor_in > actor_out + 0.25 and actor_out < outside, (actor_in, actor_out, outside)
