@@ -315,3 +315,25 @@ def test_opacity_entropy_charges_faint_dynamic_layers_only():
 
     assert entropy(0.0, 1.0) < 2e-3 and entropy(1.0, 0.0) < 2e-3
     assert entropy(0.5, 0.0) > entropy(0.1, 0.0) > entropy(0.0, 0.0)
+
+
+def test_a_time_grid_reads_the_first_two_coordinates_and_time():
+    """A stream's time grid sees (x, y, t): two times at one point differ in its part of the
+    features only, and moving along the third coordinate changes only the position grid's part."""
+    from divff_nerfstudio.model.divff_field import TransientStream
+
+    torch.manual_seed(0)
+    stream = TransientStream(levels=4, log2_size=10, max_res=64, code_dim=3, hidden=16, time_grid=True, time_scale=0.5)
+    x = torch.rand(8, 5, 3) * 0.8 + 0.1
+    code = torch.zeros(8, 1, 3)
+    width = stream.grid.get_out_dim()
+
+    def features(points: torch.Tensor, t: float) -> torch.Tensor:
+        return stream(points, code, times=torch.full((8, 1, 1), t))["features"][..., : 2 * width]
+
+    early, late = features(x, 0.2), features(x, 0.8)
+    assert torch.equal(early[..., :width], late[..., :width]) and not torch.allclose(early[..., width:], late[..., width:])
+    deeper = features(x + torch.tensor([0.0, 0.0, 0.05]), 0.2)
+    assert torch.equal(deeper[..., width:], early[..., width:]) and not torch.allclose(deeper[..., :width], early[..., :width])
+    plain = TransientStream(levels=4, log2_size=10, max_res=64, code_dim=3, hidden=16)
+    assert plain.time_grid is None and plain.get_out_dim() == stream.get_out_dim() - width

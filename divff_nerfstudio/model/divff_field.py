@@ -148,22 +148,34 @@ class LevelFade(nn.Module):
 
 
 class TransientStream(nn.Module):
-    """Object or actor stream: hash features of its coordinates + temporal code -> sigma, rgb, beta."""
+    """Object or actor stream: hash features of its coordinates + temporal code -> sigma, rgb, beta.
 
-    def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int, implementation: str = "torch"):
+    With `time_grid`, a second hash grid over (x, y, time_scale * t) too: the temporal code enters
+    only through the small MLP, which draws a hand that moves far between frames as a blur of its
+    poses; a grid with time as a coordinate can put it where it is in each frame.
+    """
+
+    def __init__(self, levels: int, log2_size: int, max_res: int, code_dim: int, hidden: int, implementation: str = "torch", time_grid: bool = False, time_scale: float = 1.0):
         super().__init__()
+        self.time_scale = time_scale
         self.grid = hash_grid(levels, log2_size, max_res, implementation)
         self.fade = LevelFade(levels)
-        self.mlp = mlp(self.grid.get_out_dim() + code_dim, 2, hidden, out_dim=5, activation=_relu(), implementation=implementation)
+        self.time_grid = hash_grid(levels, log2_size, max_res, implementation) if time_grid else None
+        time_dim = self.time_grid.get_out_dim() if self.time_grid is not None else 0
+        self.mlp = mlp(self.grid.get_out_dim() + time_dim + code_dim, 2, hidden, out_dim=5, activation=_relu(), implementation=implementation)
 
     def get_out_dim(self) -> int:
         return self.mlp.in_dim
 
     def forward(
-        self, x: Float[Tensor, "rays samples 3"], code: Float[Tensor, "rays 1 c"], features: bool = True
+        self, x: Float[Tensor, "rays samples 3"], code: Float[Tensor, "rays 1 c"], features: bool = True, times: Optional[Float[Tensor, "rays 1 1"]] = None
     ) -> Dict[str, Float[Tensor, "rays samples _"]]:
         """Density, colour and beta; with `features`, also the MLP's input (for language heads)."""
         encoding = self.fade(self.grid(x))
+        if self.time_grid is not None:
+            assert times is not None, "a stream with a time grid needs the rays' times"
+            xyt = torch.cat([x[..., :2], self.time_scale * times.expand(*x.shape[:-1], 1)], dim=-1)
+            encoding = torch.cat([encoding, self.fade(self.time_grid(xyt))], dim=-1)
         raw = mlp_with_ray_inputs(self.mlp, encoding, code)
         out = {
             "density": trunc_exp(raw[..., :1] - 1.0) * inside_unit_cube(x),
@@ -197,6 +209,8 @@ class DivffField(Field):
         temporal_frequencies: int = 8,
         use_average_appearance_embedding: bool = True,
         implementation: str = "torch",
+        time_grids: Tuple[str, ...] = (),
+        time_grid_scale: float = 1.0,
     ):
         """implementation: "torch" or "tcnn" (tiny-cuda-nn) for the grids, MLPs and the direction
         encoding (device_preset chooses)."""
@@ -222,8 +236,8 @@ class DivffField(Field):
             implementation=implementation,
         )
         self.temporal_code = TemporalCode(num_frames, temporal_code_dim, temporal_frequencies)
-        self.objects = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim, implementation)
-        self.actor = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim, implementation)
+        self.objects = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim, implementation, "objects" in time_grids, time_grid_scale)
+        self.actor = TransientStream(transient_levels, transient_log2_size, transient_max_res, temporal_code_dim, hidden_dim, implementation, "actor" in time_grids, time_grid_scale)
 
     def set_levels(self, fraction: float, transient: bool = False) -> None:
         """Let only this fraction of the static grid's levels through (and, with `transient`, of
@@ -274,12 +288,13 @@ class DivffField(Field):
         directions = self.direction_encoding((ray_samples.frustums.directions[..., :1, :] + 1.0) / 2.0)
         per_ray = torch.cat([directions, self._appearance(ray_samples)], dim=-1)
         static_rgb = mlp_with_ray_inputs(self.static_rgb_mlp, density_embedding, per_ray)
-        code = self.temporal_code(ray_samples.times[..., :1, :])
-        objects = self.objects(normalise_in_box(positions, self.aabb), code, features)
+        times = ray_samples.times[..., :1, :]
+        code = self.temporal_code(times)
+        objects = self.objects(normalise_in_box(positions, self.aabb), code, features, times)
         rotation = ray_samples.metadata["camera_rotation"][..., :1, :]
         # the actor's camera: the ray's own, unless the rays carry another one (a frame's actor exported)
         origins = ray_samples.metadata.get("camera_origin", ray_samples.frustums.origins)[..., :1, :]
-        actor = self.actor(normalise_in_box(camera_frame_positions(positions, origins, rotation), self.actor_box), code, features)
+        actor = self.actor(normalise_in_box(camera_frame_positions(positions, origins, rotation), self.actor_box), code, features, times)
         outputs = {
             DivffFieldHeadNames.STATIC_RGB: static_rgb,
             DivffFieldHeadNames.OBJECT_DENSITY: objects["density"],
