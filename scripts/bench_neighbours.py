@@ -47,6 +47,8 @@ def _neighbours(scene: EpicDiffScene, frame_id: int) -> Tuple[List[int], int]:
     before = [i for i in train if i < frame_id][-1:]
     after = [i for i in train if i > frame_id][:1]
     both = before + after
+    if not both:  # only when the test frame is itself the sole training frame (the splits may overlap)
+        raise EpicDiffFormatError(scene.meta_path, "a test frame has no training frame to interpolate from", frame_id)
     return both, min(both, key=lambda i: abs(i - frame_id))
 
 
@@ -58,8 +60,6 @@ def frame_figures(scene: EpicDiffScene, frame_id: int) -> Optional[Dict[str, flo
         return None
     truth = _image(scene, frame_id)
     both, nearest = _neighbours(scene, frame_id)
-    if not both:
-        raise EpicDiffFormatError(scene.meta_path, "a test frame has no training frame to interpolate from", frame_id)
     figures = {}
     for name, stand_in in (("blend", np.mean([_image(scene, i) for i in both], axis=0)), ("nearest", _image(scene, nearest))):
         figures[name] = psnr(np.where(mask[..., None], stand_in, truth), truth)

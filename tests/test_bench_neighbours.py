@@ -1,13 +1,15 @@
 """scripts/bench_neighbours.py: the yardstick for test-frame PSNR that time interpolation allows."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dataparsers.annotations import load_mask, mask_path
-from dataparsers.epic_diff_scene import load_scene
+from dataparsers.epic_diff_scene import EpicDiffFormatError, load_scene
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_neighbours.py"
 
@@ -38,3 +40,17 @@ def test_a_frame_whose_moving_pixels_are_its_neighbours_mean_is_explained_by_the
     assert figures["blend"] > figures["blend_masked"] and figures["nearest"] > figures["nearest_masked"]
     summary = bench.scene_figures(load_scene(scene_copy))
     assert summary["frames"] == sum(bench.frame_figures(scene, i) is not None for i in scene.splits["test"])
+
+
+def test_a_test_frame_that_is_the_only_training_frame_is_a_format_error_naming_it(scene_copy):
+    """With the splits overlapping on a single frame there is nothing around it to interpolate
+    from: the error names meta.json and the frame, not a bare `min()` of an empty list."""
+    bench = _bench()
+    meta_path = scene_copy / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    frame_id = load_scene(scene_copy).splits["test"][0]
+    meta["ids_train"] = [frame_id]
+    meta_path.write_text(json.dumps(meta))
+
+    with pytest.raises(EpicDiffFormatError, match=rf"meta\.json \(frame id {frame_id}\): a test frame has no training frame"):
+        bench._neighbours(load_scene(scene_copy), frame_id)
