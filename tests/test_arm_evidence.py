@@ -7,8 +7,10 @@ from divff_nerfstudio.data.arm_evidence import (
     ACTOR,
     NOT_OBJECTS,
     ArmPriorConfig,
+    arm_colour_odds,
     arm_evidence,
     arm_loss,
+    dynamic_pixels,
     unexplained_pixels,
 )
 from divff_nerfstudio.data.change_evidence import ChangePriorConfig
@@ -26,6 +28,35 @@ def test_blobs_at_the_bottom_edge_are_arms_an_object_apart_and_a_thin_bridge_are
     assert not bool(evidence[:, 45:55].any())
     # without the opening the bridge joins the object to the arm
     assert bool(arm_evidence(share, ArmPriorConfig(opening=1))[10:18, 30:38].all())
+
+
+def test_the_arms_colours_keep_a_held_object_out_of_the_evidence_and_add_a_reach_apart_from_the_edge():
+    """Four frames: a skin-coloured arm from the bottom edge holds a blue object at its top, another
+    blue object stands apart; in the first frame a shaded forearm reaches across, apart from the edge."""
+    skin, blue = torch.tensor([0.87, 0.64, 0.52]), torch.tensor([0.1, 0.2, 0.9])
+    frames = []
+    for i in range(4):
+        rgb, share = torch.full((40, 60, 3), 0.5), torch.zeros(40, 60)
+        share[15:40, 10:17] = 0.9
+        rgb[15:40, 10:17] = skin
+        rgb[15:20, 10:17] = blue
+        share[5:10, 40:46] = 0.9
+        rgb[5:10, 40:46] = blue
+        if i == 0:
+            share[5:10, 25:32] = 0.9
+            rgb[5:10, 25:32] = 0.8 * skin
+        frames.append((rgb, share))
+    config = ArmPriorConfig(colours=True)
+    odds = arm_colour_odds([rgb for rgb, _ in frames], [dynamic_pixels(share, config) for _, share in frames], config)
+    plain, gated = arm_evidence(frames[0][1], config), arm_evidence(frames[0][1], config, colour_odds=odds[0])
+    assert bool((plain[15:40, 10:17] == ACTOR).all()) and not bool(plain[5:10, 25:32].any())
+    assert bool((gated[20:40, 10:17] == ACTOR).all()) and not bool(gated[15:20, 10:17].any())  # the held object left out
+    assert bool((gated[5:10, 25:32] == ACTOR).all()) and not bool(gated[5:10, 40:46].any())  # the reach added, not the object
+    assert not bool(gated[:5].any())
+    # no blob at the bottom edge anywhere: nothing to learn the arm's colours from, nothing gated
+    apart = [torch.zeros(40, 60, dtype=torch.bool)]
+    apart[0][5:10, 40:46] = True
+    assert not bool(arm_colour_odds([frames[1][0]], apart, config)[0].any())
 
 
 def test_an_arm_too_faint_to_pass_is_found_through_the_change_evidence():

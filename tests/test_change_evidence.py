@@ -6,6 +6,7 @@ import copy
 import io
 from typing import List, Optional
 
+import pytest
 import torch
 from nerfstudio.cameras.cameras import Cameras
 
@@ -138,9 +139,12 @@ def test_an_object_resting_briefly_in_front_of_a_drawn_wall_is_evidence_an_unlea
     assert not any(bool(e.any()) for e in change_evidence(frames, list(range(20)), ChangePriorConfig(min_run=5, min_agreeing=15)))
 
 
-def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_checkpoints(small_scene, tmp_path):
+@pytest.mark.parametrize("colours", [False, True], ids=["blobs", "blobs-and-colours"])
+def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_checkpoints(small_scene, tmp_path, colours):
     """Both priors are read off the same renders, at the change prior's step (their weights are on
-    by default); the arm prior's evidence is tested in test_arm_evidence.py."""
+    by default), with or without the arms' colours; the arm prior's evidence is tested in
+    test_arm_evidence.py."""
+    from divff_nerfstudio.data.arm_evidence import ArmPriorConfig
     from divff_nerfstudio.divff_config import divff_geometry_method
 
     config = copy.deepcopy(divff_geometry_method.config)
@@ -149,6 +153,7 @@ def test_a_run_computes_the_change_and_arm_evidence_once_and_keeps_them_in_its_c
     config.pipeline.datamanager.dataparser = EpicDiffDataParserConfig(data=small_scene)
     config.pipeline.datamanager.train_num_rays_per_batch = 256
     config.pipeline.datamanager.change_prior = ChangePriorConfig(at_step=2)
+    config.pipeline.datamanager.arm_prior = ArmPriorConfig(colours=colours)
     config.output_dir = tmp_path
     config.vis = "tensorboard"
     config.set_timestamp()

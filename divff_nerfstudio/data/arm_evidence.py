@@ -18,10 +18,15 @@ hand-coloured density it keeps in front of the counter where the hands work in m
 asking the actor stream to draw those lays a haze over the counter. So such a pixel extends an arm's blob as ACTOR only where the
 other frames that see its surface mostly reproduce it, and elsewhere as NOT_OBJECTS: the objects
 stream is asked to give it up, and nothing is asked to draw it.
+
+Optionally (`colours`) the arms' colours, learnt from the same video (the bottom rows of the edge
+blobs against the blobs apart), take a held object out of the hand's blob and add a reaching
+forearm whose blob was cut from the edge.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -63,6 +68,18 @@ class ArmPriorConfig:
     unlearnt_seen: int = 5
     """Compared frames that must see a surface before it can count as not learnt (an arm resting
     over a surface the static stream has drawn wrongly in its place is seen nowhere else)."""
+    colours: bool = False
+    """Learn the arms' colours from this video (the edge blobs' pixels in the bottom `colour_rows`
+    against the dynamic pixels of blobs apart from the edge), then drop from the edge blobs the
+    pixels coloured like the objects (an object held in the hand; `colour_margin`) and add the
+    arm-coloured dynamic pixels elsewhere (a forearm reaching across the counter whose blob, at that
+    step, does not reach the bottom edge). Off by default (README, "Arm prior")."""
+    colour_rows: float = 0.1
+    """Bottom share of the frame's rows whose edge-blob pixels teach the arm's colours."""
+    colour_margin: float = 4.0
+    """An edge blob's pixel leaves the evidence only where the objects' colours are this many times
+    likelier for it than the arm's (a hand's rim, a shadow on the skin: colours the bottom rows
+    rarely show, which the blob itself vouches for); a pixel apart joins it where the arm's are likelier."""
 
 
 ACTOR = 1
@@ -80,6 +97,50 @@ def _edge_blobs(dynamic: Bool[Tensor, "h w"], config: ArmPriorConfig) -> Bool[Te
     _, blobs = cv2.connectedComponents(mask, connectivity=4)
     arms = np.setdiff1d(np.unique(blobs[-config.edge_rows :]), [0])
     return torch.from_numpy(np.isin(blobs, arms))
+
+
+COLOUR_BINS = 12
+"""Chromaticity bins per axis of the arm colour model (and 2 brightness bins, dark and light):
+shading changes brightness, not chromaticity, so a shaded forearm keeps its bin."""
+
+
+def _colour_bins(rgb: Float[Tensor, "*n 3"]) -> Tensor:
+    chroma = rgb / (rgb.sum(-1, keepdim=True) + 1e-3)
+    r, g = ((chroma[..., :2] * COLOUR_BINS / 0.8).long().clamp(0, COLOUR_BINS - 1)).unbind(-1)
+    light = (rgb.max(-1).values > 0.5).long()
+    return (r * COLOUR_BINS + g) * 2 + light
+
+
+def dynamic_pixels(
+    dynamic_share: Float[Tensor, "h w"], config: ArmPriorConfig, changed: Optional[Bool[Tensor, "h w"]] = None
+) -> Bool[Tensor, "h w"]:
+    """Pixels counted as dynamic: the dynamic streams' share over the threshold, or the change
+    prior's evidence where config.with_change."""
+    dynamic = dynamic_share > config.dynamic_share
+    if config.with_change and changed is not None:
+        dynamic = dynamic | changed.to(dynamic.device)
+    return dynamic
+
+
+def arm_colour_odds(
+    observed: Sequence[Float[Tensor, "h w 3"]], dynamic: Sequence[Bool[Tensor, "h w"]], config: ArmPriorConfig
+) -> List[Float[Tensor, "h w"]]:
+    """Per frame, the log-odds of each pixel's colour on the arms against the objects of this video:
+    a histogram of the edge blobs' bottom rows against one of the dynamic blobs apart from the edge
+    (both smoothed by one count per bin). All zero where no edge blob was found."""
+    bins = 2 * COLOUR_BINS**2
+    arm_counts, object_counts = torch.ones(bins), torch.ones(bins)
+    for rgb, mask in zip(observed, dynamic):
+        arms = _edge_blobs(mask, config).to(mask.device)
+        bottom = torch.zeros_like(mask)
+        bottom[-max(int(config.colour_rows * mask.shape[0]), config.edge_rows) :] = True
+        colour = _colour_bins(rgb)
+        arm_counts += torch.bincount(colour[arms & bottom].cpu(), minlength=bins)
+        object_counts += torch.bincount(colour[mask & ~arms].cpu(), minlength=bins)
+    if arm_counts.sum() == bins:
+        return [torch.zeros(mask.shape, device=mask.device) for mask in dynamic]
+    odds = (arm_counts / arm_counts.sum()).log() - (object_counts / object_counts.sum()).log()
+    return [odds[_colour_bins(rgb).cpu()].to(rgb.device) for rgb in observed]
 
 
 def unexplained_pixels(
@@ -104,24 +165,35 @@ def unexplained_pixels(
     return found
 
 
+def _by_colour(arms: Bool[Tensor, "h w"], dynamic: Bool[Tensor, "h w"], odds: Float[Tensor, "h w"], config: ArmPriorConfig) -> Bool[Tensor, "h w"]:
+    return (arms & (odds > -math.log(config.colour_margin))) | (dynamic & ~arms & (odds > 0))
+
+
 def arm_evidence(
     dynamic_share: Float[Tensor, "h w"],
     config: ArmPriorConfig,
     changed: Optional[Bool[Tensor, "h w"]] = None,
     unexplained: Optional[Tuple[Bool[Tensor, "h w"], Bool[Tensor, "h w"]]] = None,
+    colour_odds: Optional[Float[Tensor, "h w"]] = None,
 ) -> UInt8[Tensor, "h w"]:
     """The dynamic blobs of one frame that touch its bottom edge, as ACTOR (`changed`: the frame's
     change evidence, counted as dynamic where config.with_change; `unexplained`: the frame's
     unexplained_pixels, counted where the surface is learnt), and what its unexplained pixels on
-    surfaces not learnt add to them, as NOT_OBJECTS."""
-    dynamic = dynamic_share > config.dynamic_share
-    if config.with_change and changed is not None:
-        dynamic = dynamic | changed.to(dynamic.device)
+    surfaces not learnt add to them, as NOT_OBJECTS. `colour_odds` (the frame's arm_colour_odds):
+    ACTOR loses the blobs' pixels whose colour is an object's (config.colour_margin) and gains the
+    other dynamic pixels whose colour is the arm's."""
+    dynamic = dynamic_pixels(dynamic_share, config, changed)
     if unexplained is None:
-        return _edge_blobs(dynamic, config).to(torch.uint8) * ACTOR
+        arms = _edge_blobs(dynamic, config).to(dynamic.device)
+        if colour_odds is not None:
+            arms = _by_colour(arms, dynamic, colour_odds.to(dynamic.device), config)
+        return arms.to(torch.uint8) * ACTOR
     mask, unlearnt = (m.to(dynamic.device) for m in unexplained)
-    arms = _edge_blobs(dynamic | (mask & ~unlearnt), config)
-    reach = _edge_blobs(dynamic | mask, config) & ~arms
+    arms = _edge_blobs(dynamic | (mask & ~unlearnt), config).to(dynamic.device)
+    reach = _edge_blobs(dynamic | mask, config).to(dynamic.device) & ~arms
+    if colour_odds is not None:
+        arms = _by_colour(arms, dynamic, colour_odds.to(dynamic.device), config)
+        reach = reach & ~arms
     return arms.to(torch.uint8) * ACTOR + reach.to(torch.uint8) * NOT_OBJECTS
 
 

@@ -6,15 +6,24 @@ its change and arm losses. Each is computed only where its loss weight asks for 
 from __future__ import annotations
 
 import time
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import track
+from torch import Tensor
 
-from divff_nerfstudio.data.arm_evidence import ACTOR, NOT_OBJECTS, ArmPriorConfig, arm_evidence, unexplained_pixels
+from divff_nerfstudio.data.arm_evidence import (
+    ACTOR,
+    NOT_OBJECTS,
+    ArmPriorConfig,
+    arm_colour_odds,
+    arm_evidence,
+    dynamic_pixels,
+    unexplained_pixels,
+)
 from divff_nerfstudio.data.change_evidence import (
     CHANGED,
     GHOST,
@@ -82,9 +91,14 @@ def start_render_priors(
     if "arm" in missing:
         changed = model.change_evidence == CHANGED if model.change_evidence is not None else [None] * len(frames)
         unexplained = unexplained_pixels(frames, compared_frames(frame_index, change), arm, change) if arm.unexplained > 0 else [None] * len(frames)
-        evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, u) for f, c, u in zip(frames, changed, unexplained)])
+        odds: Sequence[Optional[Tensor]] = [None] * len(frames)
+        if arm.colours:
+            dynamic = [dynamic_pixels(f.dynamic_share, arm, c) for f, c in zip(frames, changed)]
+            odds = arm_colour_odds([f.observed for f in frames], dynamic, arm)
+        evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, u, k) for f, c, u, k in zip(frames, changed, unexplained, odds)])
         model.arm_evidence = evidence.to(model.device)
         reach = f", {100 * (evidence == NOT_OBJECTS).float().mean():.2f} % more kept from the objects stream" if arm.unexplained > 0 else ""
+        reach += ", sorted by the arms' colours" if arm.colours else ""
         CONSOLE.print(
             f"arm prior: {100 * (evidence == ACTOR).float().mean():.2f} % of the training pixels on dynamic blobs at the "
             f"bottom edge{reach} (--pipeline.model.arm-loss-weight)"
