@@ -130,17 +130,18 @@ def arm_colour_odds(
     (both smoothed by one count per bin). All zero where no edge blob was found."""
     bins = 2 * COLOUR_BINS**2
     arm_counts, object_counts = torch.ones(bins), torch.ones(bins)
-    for rgb, mask in zip(observed, dynamic):
-        arms = _edge_blobs(mask, config).to(mask.device)
+    colours = [_colour_bins(rgb).cpu() for rgb in observed]
+    for colour, mask in zip(colours, dynamic):
+        mask = mask.cpu()
+        arms = _edge_blobs(mask, config)
         bottom = torch.zeros_like(mask)
         bottom[-max(int(config.colour_rows * mask.shape[0]), config.edge_rows) :] = True
-        colour = _colour_bins(rgb)
-        arm_counts += torch.bincount(colour[arms & bottom].cpu(), minlength=bins)
-        object_counts += torch.bincount(colour[mask & ~arms].cpu(), minlength=bins)
+        arm_counts += torch.bincount(colour[arms & bottom], minlength=bins)
+        object_counts += torch.bincount(colour[mask & ~arms], minlength=bins)
     if arm_counts.sum() == bins:
         return [torch.zeros(mask.shape, device=mask.device) for mask in dynamic]
     odds = (arm_counts / arm_counts.sum()).log() - (object_counts / object_counts.sum()).log()
-    return [odds[_colour_bins(rgb).cpu()].to(rgb.device) for rgb in observed]
+    return [odds[colour].to(rgb.device) for colour, rgb in zip(colours, observed)]
 
 
 def unexplained_pixels(

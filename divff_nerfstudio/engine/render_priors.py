@@ -97,9 +97,9 @@ def start_render_priors(
             odds = arm_colour_odds([f.observed for f in frames], dynamic, arm)
         evidence = torch.stack([arm_evidence(f.dynamic_share, arm, c, u, k) for f, c, u, k in zip(frames, changed, unexplained, odds)])
         model.arm_evidence = evidence.to(model.device)
-        reach = f", {100 * (evidence == NOT_OBJECTS).float().mean():.2f} % more kept from the objects stream" if arm.unexplained > 0 else ""
-        reach += ", sorted by the arms' colours" if arm.colours else ""
+        remarks = f", {100 * (evidence == NOT_OBJECTS).float().mean():.2f} % more kept from the objects stream" if arm.unexplained > 0 else ""
+        remarks += ", sorted by the arms' colours" if arm.colours else ""
         CONSOLE.print(
             f"arm prior: {100 * (evidence == ACTOR).float().mean():.2f} % of the training pixels on dynamic blobs at the "
-            f"bottom edge{reach} (--pipeline.model.arm-loss-weight)"
+            f"bottom edge{remarks} (--pipeline.model.arm-loss-weight)"
         )
