@@ -53,6 +53,9 @@ def test_the_arms_colours_keep_a_held_object_out_of_the_evidence_and_add_a_reach
     assert bool((gated[20:40, 10:17] == ACTOR).all()) and not bool(gated[15:20, 10:17].any())  # the held object left out
     assert bool((gated[5:10, 25:32] == ACTOR).all()) and not bool(gated[5:10, 40:46].any())  # the reach added, not the object
     assert not bool(gated[:5].any())
+    # asked for stronger odds, the reach (its colour 3.5 times likelier on the arms here) stays out
+    strict = ArmPriorConfig(colours=True, join_margin=8.0)
+    assert not bool(arm_evidence(frames[0][1], strict, colour_odds=odds[0])[5:10, 25:32].any())
     # no blob at the bottom edge anywhere: nothing to learn the arm's colours from, nothing gated
     apart = [torch.zeros(40, 60, dtype=torch.bool)]
     apart[0][5:10, 40:46] = True

@@ -79,7 +79,10 @@ class ArmPriorConfig:
     colour_margin: float = 4.0
     """An edge blob's pixel leaves the evidence only where the objects' colours are this many times
     likelier for it than the arm's (a hand's rim, a shadow on the skin: colours the bottom rows
-    rarely show, which the blob itself vouches for); a pixel apart joins it where the arm's are likelier."""
+    rarely show, which the blob itself vouches for)."""
+    join_margin: float = 1.0
+    """A dynamic pixel apart from the edge blobs joins the evidence where the arm's colours are this
+    many times likelier for it than the objects'."""
 
 
 ACTOR = 1
@@ -167,7 +170,7 @@ def unexplained_pixels(
 
 
 def _by_colour(arms: Bool[Tensor, "h w"], dynamic: Bool[Tensor, "h w"], odds: Float[Tensor, "h w"], config: ArmPriorConfig) -> Bool[Tensor, "h w"]:
-    return (arms & (odds > -math.log(config.colour_margin))) | (dynamic & ~arms & (odds > 0))
+    return (arms & (odds > -math.log(config.colour_margin))) | (dynamic & ~arms & (odds > math.log(config.join_margin)))
 
 
 def arm_evidence(
